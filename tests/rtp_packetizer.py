@@ -1,0 +1,108 @@
+"""Test-only H.264 RTP packetizer (RFC 6184 non-interleaved mode) and Annex-B helpers.
+
+It is the depacketizer's counterpart in round-trip tests: single NAL unit packets,
+STAP-A for runs of small NAL units and FU-A for large ones, marker bit on the last
+packet of each access unit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from dalistream.rtp.packet import RtpPacket
+
+START_CODE = b"\x00\x00\x00\x01"
+STAP_A = 24
+FU_A = 28
+VIDEO_CLOCK_RATE = 90_000  # Hz
+_FU_HEADER_BYTES = 2
+_STAP_A_HEADER_BYTES = 1
+_STAP_A_SIZE_BYTES = 2
+
+
+def split_annexb(stream: bytes) -> list[bytes]:
+    """NAL units of an Annex-B byte stream (3- or 4-byte start codes), trailing zero bytes dropped."""
+    starts = [match.end() for match in re.finditer(b"\x00\x00\x01", stream)]
+    ends = [start - 3 for start in starts[1:]] + [len(stream)]
+    return [stream[start:end].rstrip(b"\x00") for start, end in zip(starts, ends)]
+
+
+def annexb(nals: Sequence[bytes]) -> bytes:
+    """The NAL units as Annex-B with 4-byte start codes, as the depacketizer writes them."""
+    return b"".join(START_CODE + nal for nal in nals)
+
+
+class H264Packetizer:
+    """Packs access units (lists of NAL units without start codes) into RTP packets."""
+
+    def __init__(self, max_payload_bytes: int = 1400, *, pt: int = 96, ssrc: int = 0x1234_5678,
+                 first_seq: int = 0, aggregate: bool = True) -> None:
+        if max_payload_bytes <= _FU_HEADER_BYTES:
+            raise ValueError(f"max_payload_bytes must exceed the {_FU_HEADER_BYTES}-byte FU-A header")
+        self.max_payload_bytes = max_payload_bytes
+        self.pt = pt
+        self.ssrc = ssrc
+        self.seq = first_seq & 0xFFFF
+        self.aggregate = aggregate
+
+    def packetize(self, nals: Sequence[bytes], ts: int) -> list[RtpPacket]:
+        """Packets of one access unit with RTP timestamp ``ts``."""
+        payloads: list[bytes] = []
+        pending: list[bytes] = []  # small NAL units waiting to be aggregated
+
+        def close_aggregate() -> None:
+            if len(pending) == 1:
+                payloads.append(pending[0])
+            elif pending:
+                payloads.append(self._stap_a(pending))
+            pending.clear()
+
+        for nal in nals:
+            if len(nal) > self.max_payload_bytes:
+                close_aggregate()
+                payloads += self._fu_a(nal)
+            elif self.aggregate and self._stap_a_size([*pending, nal]) <= self.max_payload_bytes:
+                pending.append(nal)
+            else:
+                close_aggregate()
+                pending.append(nal)
+        close_aggregate()
+
+        packets = []
+        for index, payload in enumerate(payloads):
+            packets.append(RtpPacket(pt=self.pt, marker=index == len(payloads) - 1, seq=self.seq,
+                                     ts=ts & 0xFFFF_FFFF, ssrc=self.ssrc, payload=payload))
+            self.seq = (self.seq + 1) & 0xFFFF
+        return packets
+
+    def packetize_all(self, access_units: Sequence[Sequence[bytes]], *, first_ts: int = 0,
+                      frame_rate: int = 30) -> list[RtpPacket]:
+        """Packets of consecutive access units, one frame period apart on the 90 kHz clock."""
+        step = VIDEO_CLOCK_RATE // frame_rate
+        return [packet for index, nals in enumerate(access_units)
+                for packet in self.packetize(nals, first_ts + index * step)]
+
+    @staticmethod
+    def _stap_a_size(nals: Sequence[bytes]) -> int:
+        return _STAP_A_HEADER_BYTES + sum(_STAP_A_SIZE_BYTES + len(nal) for nal in nals)
+
+    @staticmethod
+    def _stap_a(nals: Sequence[bytes]) -> bytes:
+        # F is the OR of the aggregated units' F bits, NRI their maximum (RFC 6184 5.7).
+        forbidden = max(nal[0] & 0x80 for nal in nals)
+        nri = max(nal[0] & 0x60 for nal in nals)
+        return bytes([forbidden | nri | STAP_A]) + b"".join(len(nal).to_bytes(2) + nal for nal in nals)
+
+    def _fu_a(self, nal: bytes) -> list[bytes]:
+        indicator = bytes([nal[0] & 0xE0 | FU_A])
+        nal_type = nal[0] & 0x1F
+        body = nal[1:]
+        step = self.max_payload_bytes - _FU_HEADER_BYTES
+        chunks = [body[pos:pos + step] for pos in range(0, len(body), step)]
+        fragments = []
+        for index, chunk in enumerate(chunks):
+            start = 0x80 if index == 0 else 0
+            end = 0x40 if index == len(chunks) - 1 else 0
+            fragments.append(indicator + bytes([start | end | nal_type]) + chunk)
+        return fragments
