@@ -1,0 +1,86 @@
+"""The local GStreamer RTSP server (``scripts/rtsp_server.py``) as a child process.
+
+It needs Debian's Python with PyGObject and gst-rtsp-server, not the project's virtualenv, so it
+always runs as a separate process; it prints ``READY <port>`` once it listens.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "rtsp_server.py"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+class ServerError(RuntimeError):
+    """The server could not be started."""
+
+
+class LocalRtspServer:
+    """Serves ``clip`` (Annex-B H.264) on ``/cam0 … /cam{mounts-1}``, looping, untranscoded."""
+
+    def __init__(self, clip: Path, mounts: int, *, port: int = 0, address: str = "127.0.0.1") -> None:
+        self.clip = clip
+        self.mounts = mounts
+        self.address = address
+        self.port = port
+        self._process: subprocess.Popen[str] | None = None
+
+    def url(self, index: int) -> str:
+        return f"rtsp://{self.address}:{self.port}/cam{index}"
+
+    def start(self, timeout_s: float = 20.0) -> LocalRtspServer:
+        if not self.clip.is_file():
+            raise ServerError(f"sample clip {self.clip} is missing (run scripts/setup.sh)")
+        command = [
+            SYSTEM_PYTHON, str(SCRIPT),
+            "--file", str(self.clip),
+            "--mounts", str(self.mounts),
+            "--port", str(self.port),
+            "--address", self.address,
+        ]
+        try:
+            self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        except OSError as exc:
+            raise ServerError(f"cannot run {SYSTEM_PYTHON} (install python3-gi and gir1.2-gst-rtsp-server-1.0)") from exc
+        line = self._read_line(timeout_s)
+        if not line.startswith("READY "):
+            self.stop()
+            raise ServerError(f"RTSP server did not start (said {line!r}); see its stderr above")
+        self.port = int(line.split()[1])
+        return self
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        process.stdout.close()
+
+    def __enter__(self) -> LocalRtspServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _read_line(self, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        stdout = self._process.stdout
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([stdout], [], [], left)
+            if ready:
+                return stdout.readline().strip()
+            if self._process.poll() is not None:
+                break
+        return ""

@@ -1,0 +1,345 @@
+"""Generate the license-clean 1080p25 H.264 test clip and its face ground truth.
+
+The clip is a smooth synthetic background with head-and-shoulders sprites cut from
+scikit-image's ``astronaut()`` (NASA portrait of Eileen Collins, public domain), each moving
+on a Lissajous path inside its own lane so sprites never overlap. Motion and background are
+periodic over the clip length, so a server looping the file shows no jump at the seam.
+
+Outputs, next to each other::
+
+    media/sample_1080p25.h264     Annex-B elementary stream (IDR + SPS/PPS every GOP, no B-frames)
+    media/sample_1080p25.gt.json  {"width", "height", "fps", "frames", "gop", "params",
+                                   "faces": [[[x1, y1, x2, y2], ...] per frame]}
+
+Ground-truth boxes are in frame pixels, continuous coordinates (a pixel ``i`` spans
+``[i, i + 1)``), one box per sprite in ``SPRITES`` order. ``params`` is a hash of every
+generator parameter; a rerun with matching outputs does nothing.
+
+Usage::
+
+    .venv/bin/python scripts/make_sample.py --out media/sample_1080p25.h264 [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+from numpy.typing import NDArray
+from skimage import data, transform
+
+GENERATOR_VERSION = 1  # bump when a code change alters the pixels or the boxes
+WIDTH = 1920
+HEIGHT = 1080
+FPS = 25
+FRAMES = 500  # 20 s
+GOP = 50  # frames between IDRs
+BITRATE = 4_000_000  # bit/s, also the VBV max rate
+VBV_BUFFER = 4_000_000  # bit, one second at BITRATE
+X264_PRESET = "veryfast"
+X264_PROFILE = "high"
+# One encoder thread: one slice per frame and a bit-exact repeatable stream. (PyAV's default
+# slice threading cuts one slice per core; x264 with VBV and more than one thread of either
+# kind gives a slightly different stream on every run.)
+X264_THREADS = 1
+
+# Face box of Eileen Collins in ``skimage.data.astronaut()`` (512x512), (x1, y1, x2, y2) in
+# continuous source pixels. Determined once by running engines/retinaface_mnet025.onnx on the
+# full image (BGR, mean 104/117/123, priors 8/16/32 with min sizes 16-512, variances 0.1/0.2):
+# the top detection (score 0.9995) was (177.9, 56.8, 273.1, 177.2), with its ten best-scoring
+# neighbours within 3 px. Rounded, drawn on the image and checked by eye: hairline/fringe to
+# chin, cheek edge to cheek edge just inside the ears, as a WIDER FACE annotator would draw it.
+ASTRONAUT_FACE_BOX = (178.0, 57.0, 273.0, 177.0)
+# Head-and-shoulders crop of the astronaut image that every sprite is scaled from, (x1, y1, x2, y2).
+# Kept tight below the chin: with more of the suit's neck ring in the crop, RetinaFace scores the
+# ring as a face (up to 0.8) at the largest sprite scale, which would be a detection without a box.
+HEAD_CROP = (125, 15, 325, 220)
+SPRITE_FEATHER_PX = 12  # width of the soft alpha ramp at the sprite border, in crop pixels
+
+
+@dataclass(frozen=True, slots=True)
+class SpriteSpec:
+    """One astronaut sprite: its size, lane and Lissajous motion."""
+
+    face_height_px: float
+    """Height of the face box in the 1080p frame; sets the sprite scale."""
+    lane: tuple[int, int, int, int]
+    """(x1, y1, x2, y2) frame region the whole sprite stays inside; lanes do not overlap."""
+    cycles_x: int
+    """Horizontal oscillations per clip; whole numbers keep the loop seamless."""
+    cycles_y: int
+    """Vertical oscillations per clip."""
+    phase_x: float
+    """Horizontal phase, radians."""
+    phase_y: float
+    """Vertical phase, radians."""
+    mirrored: bool = False
+    """Flip the sprite left-right."""
+
+
+SPRITES = (
+    SpriteSpec(350, (0, 0, 760, 1080), cycles_x=1, cycles_y=2, phase_x=0.0, phase_y=0.5),
+    SpriteSpec(220, (760, 0, 1300, 560), cycles_x=2, cycles_y=3, phase_x=1.0, phase_y=0.0),
+    SpriteSpec(140, (1300, 0, 1920, 560), cycles_x=3, cycles_y=2, phase_x=2.0, phase_y=1.5, mirrored=True),
+    SpriteSpec(95, (760, 560, 1340, 1080), cycles_x=2, cycles_y=5, phase_x=0.3, phase_y=2.2),
+    SpriteSpec(70, (1340, 560, 1920, 1080), cycles_x=5, cycles_y=4, phase_x=4.0, phase_y=0.7),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """A soft Gaussian patch of colour drifting over the background."""
+
+    color: tuple[float, float, float]
+    """RGB added at the blob centre, 0-255 units (may be negative to darken)."""
+    sigma_px: float
+    """Gaussian radius, frame pixels."""
+    cycles_x: int
+    """Horizontal drifts across the frame per clip."""
+    cycles_y: int
+    """Vertical drifts per clip."""
+    phase: float
+    """Phase of the drift, radians."""
+
+
+BLOBS = (
+    Blob((40.0, 10.0, -20.0), 260.0, cycles_x=1, cycles_y=1, phase=0.0),
+    Blob((-25.0, 20.0, 35.0), 340.0, cycles_x=1, cycles_y=2, phase=2.0),
+    Blob((15.0, 35.0, 10.0), 200.0, cycles_x=2, cycles_y=1, phase=4.0),
+)
+# Corner colours of the background gradient: top-left, top-right, bottom-left, bottom-right.
+GRADIENT_CORNERS = ((40.0, 60.0, 110.0), (90.0, 70.0, 120.0), (60.0, 100.0, 90.0), (120.0, 110.0, 70.0))
+GRADIENT_SWAY = 20.0  # 0-255 units the gradient's colours sway by over the clip
+
+
+@dataclass(frozen=True, slots=True)
+class Sprite:
+    """A sprite rendered at its final scale, with its face box in sprite pixels."""
+
+    spec: SpriteSpec
+    rgb: NDArray[np.float32]
+    """(h, w, 3) colour, 0-255."""
+    alpha: NDArray[np.float32]
+    """(h, w, 1) opacity, 0-1."""
+    face_box: tuple[float, float, float, float]
+    """(x1, y1, x2, y2) in sprite pixels."""
+
+    @property
+    def width(self) -> int:
+        return self.rgb.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.rgb.shape[0]
+
+    def position(self, frame_index: int) -> tuple[int, int]:
+        """Top-left corner in the frame at ``frame_index``; whole pixels so the GT is exact."""
+        lane_x1, lane_y1, lane_x2, lane_y2 = self.spec.lane
+        t = 2.0 * math.pi * frame_index / FRAMES
+        u = 0.5 + 0.5 * math.sin(self.spec.cycles_x * t + self.spec.phase_x)
+        v = 0.5 + 0.5 * math.sin(self.spec.cycles_y * t + self.spec.phase_y)
+        return (
+            lane_x1 + round(u * (lane_x2 - lane_x1 - self.width)),
+            lane_y1 + round(v * (lane_y2 - lane_y1 - self.height)),
+        )
+
+    def face_box_at(self, frame_index: int) -> list[float]:
+        """Face box in frame pixels at ``frame_index``."""
+        x, y = self.position(frame_index)
+        x1, y1, x2, y2 = self.face_box
+        return [round(x + x1, 1), round(y + y1, 1), round(x + x2, 1), round(y + y2, 1)]
+
+
+def params_hash() -> str:
+    """Short hash of every parameter that changes the generated clip or its ground truth."""
+    params = {
+        "version": GENERATOR_VERSION,
+        "size": [WIDTH, HEIGHT],
+        "fps": FPS,
+        "frames": FRAMES,
+        "gop": GOP,
+        "bitrate": BITRATE,
+        "vbv_buffer": VBV_BUFFER,
+        "preset": X264_PRESET,
+        "profile": X264_PROFILE,
+        "threads": X264_THREADS,
+        "face_box": ASTRONAUT_FACE_BOX,
+        "crop": HEAD_CROP,
+        "feather": SPRITE_FEATHER_PX,
+        "sprites": [asdict(spec) for spec in SPRITES],
+        "blobs": [asdict(blob) for blob in BLOBS],
+        "gradient": [GRADIENT_CORNERS, GRADIENT_SWAY],
+    }
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def feathered_alpha(height: int, width: int, feather_px: float) -> NDArray[np.float32]:
+    """(h, w, 1) opacity that is 1 inside and ramps smoothly to 0 over ``feather_px`` at the border."""
+    ys = np.minimum(np.arange(height), np.arange(height)[::-1]).astype(np.float32)
+    xs = np.minimum(np.arange(width), np.arange(width)[::-1]).astype(np.float32)
+    edge = np.clip(np.minimum(ys[:, None], xs[None, :]) / feather_px, 0.0, 1.0)
+    return (edge * edge * (3.0 - 2.0 * edge))[:, :, None]  # smoothstep
+
+
+def build_sprite(source: NDArray[np.uint8], spec: SpriteSpec) -> Sprite:
+    """Crop, scale and optionally mirror the astronaut; carry the face box along."""
+    crop_x1, crop_y1, crop_x2, crop_y2 = HEAD_CROP
+    face_x1, face_y1, face_x2, face_y2 = ASTRONAUT_FACE_BOX
+    scale = spec.face_height_px / (face_y2 - face_y1)
+    crop = source[crop_y1:crop_y2, crop_x1:crop_x2]
+    height, width = round(crop.shape[0] * scale), round(crop.shape[1] * scale)
+    rgb = transform.resize(crop, (height, width), order=3, anti_aliasing=scale < 1, preserve_range=True)
+    rgb = np.clip(rgb, 0.0, 255.0).astype(np.float32)
+    # resize maps pixel edges onto pixel edges, so continuous coordinates scale by out/in exactly.
+    scale_x, scale_y = width / crop.shape[1], height / crop.shape[0]
+    box_x1, box_x2 = (face_x1 - crop_x1) * scale_x, (face_x2 - crop_x1) * scale_x
+    box_y1, box_y2 = (face_y1 - crop_y1) * scale_y, (face_y2 - crop_y1) * scale_y
+    if spec.mirrored:
+        rgb = rgb[:, ::-1]
+        box_x1, box_x2 = width - box_x2, width - box_x1
+    lane_x1, lane_y1, lane_x2, lane_y2 = spec.lane
+    if width > lane_x2 - lane_x1 or height > lane_y2 - lane_y1:
+        raise ValueError(f"sprite {width}x{height} for face height {spec.face_height_px} does not fit lane {spec.lane}")
+    alpha = feathered_alpha(height, width, SPRITE_FEATHER_PX * scale)
+    return Sprite(spec, np.ascontiguousarray(rgb), alpha, (box_x1, box_y1, box_x2, box_y2))
+
+
+def render_background(frame_index: int) -> NDArray[np.float32]:
+    """(HEIGHT, WIDTH, 3) smooth background: a swaying bilinear gradient plus drifting blobs.
+
+    Every term is separable (a column profile times a row profile), so the whole image is one
+    small matrix product: ``rows (HEIGHT, k) @ columns (k, WIDTH * 3)``.
+    """
+    t = 2.0 * math.pi * frame_index / FRAMES
+    corners = np.array(GRADIENT_CORNERS, np.float32)
+    corners += GRADIENT_SWAY * np.sin(t + np.arange(4, dtype=np.float32)[:, None] * 1.3)
+    top_left, top_right, bottom_left, bottom_right = corners
+    u = np.linspace(0.0, 1.0, WIDTH, dtype=np.float32)[:, None]
+    v = np.linspace(0.0, 1.0, HEIGHT, dtype=np.float32)
+    rows = [1.0 - v, 1.0 - v, v, v]
+    columns = [top_left * (1.0 - u), top_right * u, bottom_left * (1.0 - u), bottom_right * u]
+    xs = np.arange(WIDTH, dtype=np.float32)
+    ys = np.arange(HEIGHT, dtype=np.float32)
+    for blob in BLOBS:
+        centre_x = WIDTH * (0.5 + 0.4 * math.sin(blob.cycles_x * t + blob.phase))
+        centre_y = HEIGHT * (0.5 + 0.4 * math.cos(blob.cycles_y * t + blob.phase))
+        rows.append(np.exp(-0.5 * ((ys - centre_y) / blob.sigma_px) ** 2))
+        weight_x = np.exp(-0.5 * ((xs - centre_x) / blob.sigma_px) ** 2)
+        columns.append(weight_x[:, None] * np.array(blob.color, np.float32))
+    image = np.stack(rows, axis=1) @ np.stack(columns).reshape(len(columns), WIDTH * 3)
+    return image.reshape(HEIGHT, WIDTH, 3)
+
+
+def render_frame(frame_index: int, sprites: list[Sprite]) -> NDArray[np.uint8]:
+    """(HEIGHT, WIDTH, 3) RGB frame with every sprite composited at its position."""
+    image = render_background(frame_index)
+    for sprite in sprites:
+        x, y = sprite.position(frame_index)
+        region = image[y : y + sprite.height, x : x + sprite.width]
+        region += (sprite.rgb - region) * sprite.alpha
+    return np.clip(image + 0.5, 0.0, 255.0).astype(np.uint8)
+
+
+def encode(out: Path, sprites: list[Sprite]) -> None:
+    """Render every frame and encode it to an Annex-B H.264 file at ``out``."""
+    x264_params = ":".join(
+        (
+            f"keyint={GOP}",
+            f"min-keyint={GOP}",
+            "scenecut=0",
+            "bframes=0",
+            "repeat-headers=1",
+            f"vbv-maxrate={BITRATE // 1000}",
+            f"vbv-bufsize={VBV_BUFFER // 1000}",
+        )
+    )
+    with av.open(str(out), mode="w", format="h264") as container:
+        stream = container.add_stream(
+            "libx264",
+            rate=FPS,
+            options={"preset": X264_PRESET, "profile": X264_PROFILE, "x264-params": x264_params},
+        )
+        stream.codec_context.width = WIDTH
+        stream.codec_context.height = HEIGHT
+        stream.codec_context.pix_fmt = "yuv420p"
+        stream.codec_context.bit_rate = BITRATE
+        stream.codec_context.gop_size = GOP
+        stream.codec_context.max_b_frames = 0
+        stream.codec_context.thread_count = X264_THREADS
+        for frame_index in range(FRAMES):
+            rgb = av.VideoFrame.from_ndarray(render_frame(frame_index, sprites), format="rgb24")
+            frame = rgb.reformat(format="yuv420p")
+            frame.pts = frame_index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def ground_truth_path(video: Path) -> Path:
+    """``media/x.h264`` -> ``media/x.gt.json``."""
+    return video.with_suffix(".gt.json")
+
+
+def is_up_to_date(video: Path, gt_path: Path, params: str) -> bool:
+    """True when both outputs exist and the ground truth was made with ``params``."""
+    if not (video.is_file() and video.stat().st_size > 0 and gt_path.is_file()):
+        return False
+    try:
+        stored = json.loads(gt_path.read_text())
+    except json.JSONDecodeError:
+        return False
+    return isinstance(stored, dict) and stored.get("params") == params
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("media/sample_1080p25.h264"), help="output .h264 path")
+    parser.add_argument("--force", action="store_true", help="regenerate even when the outputs are up to date")
+    args = parser.parse_args(argv)
+
+    video: Path = args.out
+    gt_path = ground_truth_path(video)
+    params = params_hash()
+    if not args.force and is_up_to_date(video, gt_path, params):
+        print(f"{video} and {gt_path} are up to date (params {params}); nothing to do")
+        return 0
+
+    started = time.monotonic()
+    source = data.astronaut()
+    sprites = [build_sprite(source, spec) for spec in SPRITES]
+    video.parent.mkdir(parents=True, exist_ok=True)
+    # Write both outputs under temporary names and rename at the end, so an interrupted run
+    # never leaves a clip that looks up to date.
+    video_tmp = video.with_name(video.name + ".tmp")
+    gt_tmp = gt_path.with_name(gt_path.name + ".tmp")
+    encode(video_tmp, sprites)
+    ground_truth = {
+        "width": WIDTH,
+        "height": HEIGHT,
+        "fps": FPS,
+        "frames": FRAMES,
+        "gop": GOP,
+        "params": params,
+        "faces": [[sprite.face_box_at(i) for sprite in sprites] for i in range(FRAMES)],
+    }
+    gt_tmp.write_text(json.dumps(ground_truth, separators=(",", ":")) + "\n")
+    video_tmp.replace(video)
+    gt_tmp.replace(gt_path)
+
+    elapsed_s = time.monotonic() - started
+    size = video.stat().st_size
+    bitrate_kbps = size * 8 * FPS / FRAMES / 1000
+    print(f"wrote {video} ({size} bytes, {bitrate_kbps:.0f} kbit/s) and {gt_path} in {elapsed_s:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
