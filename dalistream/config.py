@@ -1,0 +1,240 @@
+"""Site configuration (`site.toml`): typed, validated once at start-up.
+
+Every field has a docstring (the ``doc`` metadata) and a type; unknown keys, wrong types and
+out-of-range values raise :class:`ConfigError` naming the key, e.g. ``camera[1].url``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+def _doc(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"doc": text}, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    device: str = _doc('"auto" (the GPU when this build can use one, else the CPU; today always the CPU), "cpu" or "gpu".', default="auto")
+    detect_fps: float = _doc("Frames analysed per second per camera, chosen by timestamp.", default=5.0)
+    max_batch: int = _doc("Most frames (across cameras) in one inference batch.", default=8)
+    max_wait_ms: float = _doc("Longest a frame waits for its batch to fill.", default=20.0)
+    queue_frames: int = _doc("Sampled frames held per camera before the oldest is dropped.", default=2)
+    decode_threads: int = _doc("Worker threads decoding all cameras (0 = one per CPU core).", default=0)
+
+    def validate(self, key: str) -> None:
+        _choice(f"{key}.device", self.device, ("auto", "cpu", "gpu"))
+        _positive(f"{key}.detect_fps", self.detect_fps)
+        _positive(f"{key}.max_batch", self.max_batch)
+        _at_least(f"{key}.max_wait_ms", self.max_wait_ms, 0)
+        _positive(f"{key}.queue_frames", self.queue_frames)
+        _at_least(f"{key}.decode_threads", self.decode_threads, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    onnx: Path = _doc("ONNX face detector (RetinaFace layout).", default=Path("engines/retinaface_mnet025.onnx"))
+    input: tuple[int, int] = _doc("Letterbox input [width, height] in pixels.", default=(960, 544))
+    precision: str = _doc('"fp32", "fp16" or "int8".', default="fp32")
+    score_threshold: float = _doc("Faces scoring below this are discarded.", default=0.5)
+    nms_iou: float = _doc("IoU above which the lower-scoring overlapping face is suppressed.", default=0.4)
+    intra_op_threads: int = _doc("ONNX Runtime threads inside one operator (0 = runtime default).", default=0)
+    inter_op_threads: int = _doc("ONNX Runtime threads across operators.", default=1)
+
+    def validate(self, key: str) -> None:
+        width, height = self.input
+        for name, value in (("width", width), ("height", height)):
+            if value < 32 or value % 32:
+                raise ConfigError(f"{key}.input: {name} must be a positive multiple of 32, got {value}")
+        _choice(f"{key}.precision", self.precision, ("fp32", "fp16", "int8"))
+        _unit_interval(f"{key}.score_threshold", self.score_threshold)
+        _unit_interval(f"{key}.nms_iou", self.nms_iou)
+        _at_least(f"{key}.intra_op_threads", self.intra_op_threads, 0)
+        _at_least(f"{key}.inter_op_threads", self.inter_op_threads, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputConfig:
+    dir: Path = _doc("Directory for the JSON-lines files.", default=Path("out"))
+    prefix: str = _doc("File name prefix: <prefix>-<UTC start time>.jsonl.", default="dalistream")
+    rotate_mb: float = _doc("Start a new file once the current one reaches this size (MiB).", default=256.0)
+    rotate_daily: bool = _doc("Also start a new file when the UTC date changes.", default=True)
+
+    def validate(self, key: str) -> None:
+        if not self.prefix or "/" in self.prefix:
+            raise ConfigError(f"{key}.prefix: must be a non-empty file name part, got {self.prefix!r}")
+        _positive(f"{key}.rotate_mb", self.rotate_mb)
+
+
+@dataclass(frozen=True, slots=True)
+class CameraConfig:
+    id: str = _doc("Camera name used in every record; unique.")
+    url: str = _doc("rtsp:// URL; credentials in it are never logged.")
+    transport: str = _doc('"tcp" (RTP interleaved on the RTSP connection) or "udp".', default="tcp")
+    timeout_s: float = _doc("RTSP request timeout in seconds.", default=10.0)
+
+    def validate(self, key: str) -> None:
+        if not self.id or any(c.isspace() for c in self.id):
+            raise ConfigError(f"{key}.id: must be non-empty without spaces, got {self.id!r}")
+        parts = urlsplit(self.url)
+        if parts.scheme != "rtsp" or not parts.hostname:
+            raise ConfigError(f"{key}.url: must be rtsp://host[:port]/path")
+        try:
+            parts.port
+        except ValueError as exc:
+            raise ConfigError(f"{key}.url: invalid port") from exc
+        _choice(f"{key}.transport", self.transport, ("tcp", "udp"))
+        _positive(f"{key}.timeout_s", self.timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    json: bool = _doc("Log as JSON lines instead of console text.", default=False)
+    level: str = _doc('"debug", "info", "warning" or "error".', default="info")
+
+    def validate(self, key: str) -> None:
+        _choice(f"{key}.level", self.level, ("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    camera: tuple[CameraConfig, ...] = ()
+
+    def validate(self) -> None:
+        self.pipeline.validate("pipeline")
+        self.model.validate("model")
+        self.output.validate("output")
+        self.logging.validate("logging")
+        if not self.camera:
+            raise ConfigError("camera: at least one [[camera]] table is required")
+        seen: set[str] = set()
+        for index, camera in enumerate(self.camera):
+            camera.validate(f"camera[{index}]")
+            if camera.id in seen:
+                raise ConfigError(f"camera[{index}].id: duplicate id {camera.id!r}")
+            seen.add(camera.id)
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a TOML file; relative paths in it resolve against its directory."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    config = from_mapping(data)
+    base = path.parent
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, onnx=_resolve(base, config.model.onnx)),
+        output=dataclasses.replace(config.output, dir=_resolve(base, config.output.dir)),
+    )
+
+
+def from_mapping(data: Mapping[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from parsed TOML."""
+    config = _build(Config, data, "")
+    config.validate()
+    return config
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (user names are kept for diagnosis)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _resolve(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else base / path
+
+
+def _build(cls: type, data: Any, key: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{key or 'config'}: expected a table, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{key}." if key else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})")
+    hints = get_type_hints(cls)
+    values = {}
+    for name, f in fields.items():
+        sub = f"{key}.{name}" if key else name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{sub}: required key missing")
+            continue
+        values[name] = _convert(hints[name], data[name], sub)
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin is tuple:
+        args = get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected an array, got {type(value).__name__}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], item, f"{key}[{i}]") for i, item in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(arg, item, f"{key}[{i}]") for i, (arg, item) in enumerate(zip(args, value)))
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: expected a path string")
+        return Path(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int or hint is bool or hint is str:
+        if type(value) is not hint:
+            raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {key}")
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}: must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{key}: must be > 0, got {value}")
+
+
+def _at_least(key: str, value: float, minimum: float) -> None:
+    if not value >= minimum:
+        raise ConfigError(f"{key}: must be >= {minimum}, got {value}")
+
+
+def _unit_interval(key: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{key}: must be between 0 and 1, got {value}")
+

@@ -1,0 +1,32 @@
+"""ONNX Runtime inference on the CPU."""
+
+from __future__ import annotations
+
+from os import PathLike
+
+import numpy as np
+import onnxruntime as ort
+
+
+class OnnxRuntimeEngine:
+    """One ONNX Runtime session; ``__call__`` maps an NCHW batch to the model's named outputs."""
+
+    def __init__(self, model: str | PathLike[str], *, intra_op_threads: int = 0, inter_op_threads: int = 1) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = inter_op_threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        except (FileNotFoundError, ort.capi.onnxruntime_pybind11_state.NoSuchFile) as exc:
+            raise FileNotFoundError(f"model not found: {model} (run scripts/setup.sh to extract it)") from exc
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise ValueError(f"{model}: expected one input, found {[i.name for i in inputs]}")
+        self.input_name = inputs[0].name
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self._session.run(self.output_names, {self.input_name: batch})
+        return dict(zip(self.output_names, outputs))

@@ -1,0 +1,76 @@
+"""Per-stage cost accounting and latency percentiles (thread-safe, bounded)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class StageCost:
+    """Totals for one stage: how many items passed, wall and CPU seconds spent on them."""
+
+    items: int = 0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+
+    def per_item_ms(self) -> dict[str, float]:
+        n = max(self.items, 1)
+        return {"items": self.items, "wall_ms": 1e3 * self.wall_s / n, "cpu_ms": 1e3 * self.cpu_s / n}
+
+
+class Stages:
+    """Accumulates :class:`StageCost` by stage name.
+
+    CPU time is the measuring thread's own (``time.thread_time``): exact for single-threaded
+    stages; a stage that fans out to a library's thread pool (ONNX Runtime) shows its real
+    CPU cost only in wall time × threads, so both are kept.
+    """
+
+    def __init__(self) -> None:
+        self._costs: dict[str, StageCost] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def measure(self, stage: str, items: int = 1) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            self.add(stage, items, time.perf_counter() - wall, time.thread_time() - cpu)
+
+    def add(self, stage: str, items: int, wall_s: float, cpu_s: float) -> None:
+        with self._lock:
+            cost = self._costs.setdefault(stage, StageCost())
+            cost.items += items
+            cost.wall_s += wall_s
+            cost.cpu_s += cpu_s
+
+    def snapshot(self) -> dict[str, StageCost]:
+        with self._lock:
+            return {name: StageCost(c.items, c.wall_s, c.cpu_s) for name, c in self._costs.items()}
+
+
+class Latencies:
+    """The most recent ``capacity`` latencies (ms), for percentiles."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._values: deque[float] = deque(maxlen=capacity)
+        self._lock = threading.Lock()
+
+    def add(self, latency_ms: float) -> None:
+        with self._lock:
+            self._values.append(latency_ms)
+
+    def percentiles(self, points: tuple[float, ...] = (50, 90, 99, 100)) -> dict[str, float]:
+        with self._lock:
+            values = np.fromiter(self._values, dtype=np.float64)
+        if not values.size:
+            return {}
+        return {f"p{p:g}": float(v) for p, v in zip(points, np.percentile(values, points))}

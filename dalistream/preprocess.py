@@ -1,0 +1,72 @@
+"""Runs the DALI letterbox graph on a batch of scaled frames (the graph lives in ``graphs/``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from dalistream.graphs import letterbox_normalize
+from dalistream.graphs.letterbox import FRAMES
+
+# RetinaFace (Pytorch_Retinaface) was trained on BGR images with these channel means, std 1.
+RETINAFACE_MEAN_BGR = (104.0, 117.0, 123.0)
+RETINAFACE_STD = (1.0, 1.0, 1.0)
+
+
+class Preprocessor:
+    """Builds the letterbox graph once and turns frames into the model's input tensor.
+
+    The returned array is a view of DALI's output buffer (no copy): it stays valid until
+    the next call, so the caller must be done with it (inference) before calling again.
+    """
+
+    def __init__(
+        self,
+        input_width: int,
+        input_height: int,
+        max_batch: int,
+        *,
+        device: str = "cpu",
+        num_threads: int = 1,
+        mean: Sequence[float] = RETINAFACE_MEAN_BGR,
+        std: Sequence[float] = RETINAFACE_STD,
+    ) -> None:
+        if device not in ("cpu", "gpu"):
+            raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+        self.device = device
+        self.input_width = input_width
+        self.input_height = input_height
+        self.max_batch = max_batch
+        self._pipe = letterbox_normalize(
+            device=device,
+            input_width=input_width,
+            input_height=input_height,
+            mean=mean,
+            std=std,
+            batch_size=max_batch,
+            num_threads=num_threads,
+            device_id=0 if device == "gpu" else None,
+            prefetch_queue_depth=1,
+            exec_async=False,
+            exec_pipelined=False,
+        )
+        self._pipe.build()
+
+    def __call__(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """``frames``: HWC uint8, each at most input height x width. Returns (N, 3, H, W) float32."""
+        if not 0 < len(frames) <= self.max_batch:
+            raise ValueError(f"batch of {len(frames)} frames; expected 1..{self.max_batch}")
+        for frame in frames:
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise ValueError(f"frames must be HWC uint8 with 3 channels, got {frame.shape} {frame.dtype}")
+            if frame.shape[0] > self.input_height or frame.shape[1] > self.input_width:
+                raise ValueError(
+                    f"frame {frame.shape[1]}x{frame.shape[0]} exceeds the input "
+                    f"{self.input_width}x{self.input_height}; scale it first"
+                )
+        self._pipe.feed_input(FRAMES, list(frames))
+        (output,) = self._pipe.run()
+        if self.device == "gpu":
+            output = output.as_cpu()
+        return np.from_dlpack(output.as_tensor())

@@ -1,0 +1,5 @@
+"""Where records go."""
+
+from .jsonl import JsonlWriter, SinkError
+
+__all__ = ["JsonlWriter", "SinkError"]

@@ -1,0 +1,9 @@
+"""DALI graph definitions (importable as ``dalistream.graphs``).
+
+Only graph functions live here: they return symbolic DataNodes. Building, feeding and running
+them is done by :mod:`dalistream.preprocess`.
+"""
+
+from .letterbox import letterbox_normalize
+
+__all__ = ["letterbox_normalize"]

@@ -1,0 +1,77 @@
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dalistream.config import ConfigError, from_mapping, load, redact_url
+
+CAMERA = {"id": "cam0", "url": "rtsp://127.0.0.1:8554/cam0"}
+
+
+def test_issue_example_loads_and_resolves_paths(tmp_path: Path):
+    site = tmp_path / "site.toml"
+    site.write_text(textwrap.dedent("""
+        [pipeline]
+        device = "cpu"
+        detect_fps = 5.0
+        max_batch = 8
+        max_wait_ms = 20
+        [model]
+        onnx = "engines/retinaface_mnet025.onnx"
+        input = [960, 544]
+        precision = "fp32"
+        score_threshold = 0.5
+        nms_iou = 0.4
+        [output]
+        dir = "out"
+        [[camera]]
+        id = "cam0"
+        url = "rtsp://127.0.0.1:8554/cam0"
+        transport = "tcp"
+    """))
+    config = load(site)
+    assert config.pipeline.max_wait_ms == 20.0
+    assert config.model.input == (960, 544)
+    assert config.model.onnx == tmp_path / "engines/retinaface_mnet025.onnx"
+    assert config.output.dir == tmp_path / "out"
+    assert config.camera[0].transport == "tcp"
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"camera": [CAMERA], "pipeline": {"fps": 5}}, "pipeline.fps: unknown key"),
+        ({"camera": [CAMERA], "pipeline": {"detect_fps": "5"}}, "pipeline.detect_fps: expected a number"),
+        ({"camera": [CAMERA], "pipeline": {"detect_fps": 0}}, "pipeline.detect_fps: must be > 0"),
+        ({"camera": [CAMERA], "pipeline": {"max_batch": 2.5}}, "pipeline.max_batch: expected int"),
+        ({"camera": [CAMERA], "pipeline": {"device": "tpu"}}, "pipeline.device: must be one of"),
+        ({"camera": [CAMERA], "model": {"input": [960]}}, "model.input: expected 2 values"),
+        ({"camera": [CAMERA], "model": {"input": [960, 540]}}, "model.input: height must be a positive multiple of 32"),
+        ({"camera": [CAMERA], "model": {"score_threshold": 2}}, "model.score_threshold: must be between 0 and 1"),
+        ({"camera": [CAMERA], "output": {"rotate_daily": "yes"}}, "output.rotate_daily: expected bool"),
+        ({}, "camera: at least one"),
+        ({"camera": [{"id": "x"}]}, "camera[0].url: required key missing"),
+        ({"camera": [CAMERA, {"id": "cam1", "url": "http://x/"}]}, "camera[1].url: must be rtsp://"),
+        ({"camera": [CAMERA, {"id": "cam1", "url": "rtsp://h/x", "transport": "sctp"}]}, "camera[1].transport"),
+        ({"camera": [CAMERA, dict(CAMERA)]}, "camera[1].id: duplicate id"),
+        ({"camera": CAMERA}, "camera: expected an array"),
+    ],
+)
+def test_errors_name_the_key(data, key):
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        from_mapping(data)
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[pipeline\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load(bad)
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load(tmp_path / "missing.toml")
+
+
+def test_redact_url_hides_only_the_password():
+    assert redact_url("rtsp://admin:s%40cret@10.0.0.5:554/s") == "rtsp://admin:***@10.0.0.5:554/s"
+    assert redact_url("rtsp://10.0.0.5/s") == "rtsp://10.0.0.5/s"

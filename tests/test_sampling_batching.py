@@ -1,0 +1,87 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dalistream.batching import Batcher
+from dalistream.sampling import Sampler
+
+
+def taken(fps: float, pts_list) -> list[float]:
+    sampler = Sampler(fps)
+    return [pts for pts in pts_list if sampler.take(pts)]
+
+
+def test_25fps_sampled_to_5fps_by_pts():
+    pts = [i / 25 for i in range(250)]
+    chosen = taken(5.0, pts)
+    assert len(chosen) == 50
+    assert chosen[:3] == pytest.approx([0.0, 0.2, 0.4])
+
+
+def test_irregular_and_lossy_timestamps_keep_the_rate():
+    # 30 fps with every third frame lost and jitter: still 5 per second of stream time.
+    pts = [i / 30 + (0.004 if i % 2 else -0.004) for i in range(300) if i % 3]
+    assert len(taken(5.0, pts)) == pytest.approx(50, abs=1)
+
+
+def test_source_slower_than_detect_fps_takes_everything():
+    assert len(taken(5.0, [i / 2 for i in range(20)])) == 20
+
+
+def test_backwards_jump_restarts():
+    pts = [i / 25 for i in range(50)] + [i / 25 for i in range(50)]
+    assert len(taken(5.0, pts)) == 20
+
+
+@given(st.lists(st.floats(0, 1e5, allow_nan=False), min_size=1, max_size=300).map(sorted), st.floats(0.5, 30))
+def test_never_more_than_one_per_slot(pts, fps):
+    chosen = taken(fps, pts)
+    assert chosen[0] == pts[0]
+    slots = [int(p * fps + 1e-6) for p in chosen]
+    assert len(slots) == len(set(slots))
+
+
+def test_batch_ready_on_size_or_age():
+    batcher = Batcher(max_batch=3, max_wait_s=0.02, queue_size=2)
+    batcher.push("a", 1, now=0.0)
+    assert not batcher.ready(0.01)
+    assert batcher.deadline() == pytest.approx(0.02)
+    assert batcher.ready(0.02)
+    batcher.push("b", 2, now=0.015)
+    batcher.push("c", 3, now=0.016)
+    assert batcher.ready(0.016)
+    assert sorted(batcher.take()) == [1, 2, 3]
+    assert len(batcher) == 0 and batcher.deadline() is None
+
+
+def test_drop_oldest_per_camera_is_reported():
+    batcher = Batcher(max_batch=8, max_wait_s=0.02, queue_size=2)
+    assert batcher.push("a", "a0", 0.0) is None
+    assert batcher.push("a", "a1", 0.1) is None
+    assert batcher.push("a", "a2", 0.2) == "a0"
+    assert batcher.push("b", "b0", 0.3) is None
+    assert len(batcher) == 3
+    assert batcher.take() == ["a1", "b0", "a2"]
+
+
+def test_round_robin_keeps_a_busy_camera_from_starving_others():
+    batcher = Batcher(max_batch=4, max_wait_s=0.0, queue_size=10)
+    for i in range(8):
+        batcher.push("busy", f"busy{i}", now=i * 0.001)
+    batcher.push("quiet1", "q1", now=0.5)
+    batcher.push("quiet2", "q2", now=0.6)
+    assert batcher.take() == ["busy0", "q1", "q2", "busy1"]
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.integers()), max_size=60), st.integers(1, 5), st.integers(1, 6))
+def test_everything_pushed_is_taken_or_dropped(pushes, queue_size, max_batch):
+    batcher = Batcher(max_batch=max_batch, max_wait_s=0.0, queue_size=queue_size)
+    items = [(camera, i) for i, (camera, _) in enumerate(pushes)]
+    dropped = [d for camera, item in items if (d := batcher.push(camera, (camera, item), 0.0)) is not None]
+    out = []
+    while len(batcher):
+        batch = batcher.take()
+        assert 0 < len(batch) <= max_batch
+        out.extend(batch)
+    assert sorted(out + dropped) == sorted((c, i) for c, i in items)
+    assert all(sum(1 for c, _ in out if c == cam) <= queue_size for cam in "abcd")
