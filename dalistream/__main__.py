@@ -1,0 +1,5 @@
+import sys
+
+from dalistream.cli import main
+
+sys.exit(main())
