@@ -126,6 +126,10 @@ class Analyzer:
         self._decoder = RetinaFaceDecoder(width, height, config.model.score_threshold, config.model.nms_iou)
         self._stages = stages
         self._latencies = latencies
+        # The first runs allocate buffers and pick kernels (hundreds of ms): do it before any
+        # camera's frames wait on it, at the largest batch so later shapes fit.
+        blank = np.zeros((height, width, 3), np.uint8)
+        self._engine(self._preprocess([blank] * config.pipeline.max_batch))
 
     def __call__(self, frames: list[SampledFrame]) -> list[dict[str, Any]]:
         n = len(frames)
@@ -157,6 +161,8 @@ class Analyzer:
 
 def _check_supported(config: Config) -> None:
     """Refuse settings this build cannot honour, before any camera is contacted."""
+    if not config.model.onnx.is_file():
+        raise ConfigError(f"model.onnx: {config.model.onnx} not found (scripts/setup.sh extracts the default model)")
     if config.pipeline.device == "gpu":
         raise ConfigError('pipeline.device: "gpu" is not available yet (TensorRT/NVDEC path); use "cpu" or "auto"')
     if config.model.precision != "fp32":

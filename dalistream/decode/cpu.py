@@ -51,5 +51,5 @@ class CpuDecoder:
             width=letterbox.content_width,
             height=letterbox.content_height,
             format="bgr24",
-            interpolation="AREA",
+            interpolation="BILINEAR",
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from os import PathLike
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -17,10 +18,12 @@ class OnnxRuntimeEngine:
         options.inter_op_num_threads = inter_op_threads
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        except (FileNotFoundError, ort.capi.onnxruntime_pybind11_state.NoSuchFile) as exc:
-            raise FileNotFoundError(f"model not found: {model} (run scripts/setup.sh to extract it)") from exc
+        # Idle pool threads spin by default, burning cores that the decoders need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"model not found: {model}")
+        self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             raise ValueError(f"{model}: expected one input, found {[i.name for i in inputs]}")
