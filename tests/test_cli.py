@@ -65,22 +65,20 @@ def test_duration_bounds_a_run_and_unreachable_cameras_are_events(model_path, tm
     assert any(r["event"] == "reconnecting" for r in events)
 
 
-def test_config_error_names_the_key(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[pipeline]\nmax_batch = 0\n', "pipeline.max_batch: must be > 0"),
+        ('[model]\nonnx = "nowhere.onnx"\n', "model.onnx:"),
+    ],
+)
+def test_config_errors_name_the_key_and_exit_2(tmp_path: Path, toml: str, message: str):
     site = tmp_path / "site.toml"
-    site.write_text('[pipeline]\nmax_batch = 0\n[[camera]]\nid = "a"\nurl = "rtsp://h/x"\n')
+    site.write_text(toml + '[[camera]]\nid = "a"\nurl = "rtsp://h/x"\n')
     process = run_cli("--config", str(site))
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 2
-    assert "pipeline.max_batch: must be > 0" in stderr
-
-
-def test_missing_model_is_a_config_error(tmp_path: Path):
-    site = tmp_path / "site.toml"
-    site.write_text('[model]\nonnx = "nowhere.onnx"\n[[camera]]\nid = "a"\nurl = "rtsp://h/x"\n')
-    process = run_cli("--config", str(site))
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 2
-    assert "model.onnx:" in stderr and "not found" in stderr and "Traceback" not in stderr
+    assert message in stderr and "Traceback" not in stderr
 
 
 def test_password_never_printed(model_path, tmp_path: Path):
