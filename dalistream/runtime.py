@@ -14,8 +14,10 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
+import av
 import numpy as np
 import structlog
 
@@ -74,7 +76,8 @@ class FrameSource:
 
     def process(self, items: list[ReceivedAccessUnit | VideoFormat]) -> Decoded:
         """Decode access units in order (a VideoFormat starts a new stream); sample and convert."""
-        result = Decoded([], 0)
+        frames: list[SampledFrame] = []
+        errors = 0
         for item in items:
             if isinstance(item, VideoFormat):
                 self._decoder = CpuDecoder(item.codec)
@@ -88,12 +91,12 @@ class FrameSource:
                     decoded = self._decoder.decode(item.data, self._tag)
                 except DecodeError as exc:
                     log.debug("access unit not decodable", camera=self.camera, error=str(exc))
-                    result = result._replace(errors=result.errors + 1)
+                    errors += 1
                     continue
-            result.frames.extend(self._sample(decoded))
-        return result
+            frames.extend(self._sample(decoded))
+        return Decoded(frames, errors)
 
-    def _sample(self, decoded: list) -> list[SampledFrame]:
+    def _sample(self, decoded: list[av.VideoFrame]) -> list[SampledFrame]:
         frames = []
         for frame in decoded:
             source = self._pending.pop(frame.pts, None)
@@ -208,7 +211,7 @@ class Runtime:
         self.records_lost = 0
 
     @property
-    def output_paths(self):
+    def output_paths(self) -> list[Path]:
         return list(self._writer.paths)
 
     def analysed(self) -> dict[str, int]:
@@ -219,7 +222,10 @@ class Runtime:
     def stream_started(self, camera: str, fmt: VideoFormat) -> None:
         state = self._cameras[camera]
         state.skipping_to_key = False
-        self._enqueue(state, fmt)
+        while not self._enqueue(state, fmt):
+            # The decoder is still behind on the previous session: its tail makes way.
+            state.units.get_nowait()
+            state.losses["frames_lost"] += 1
 
     def access_unit(self, camera: str, unit: ReceivedAccessUnit) -> None:
         state = self._cameras[camera]

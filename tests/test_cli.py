@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MODEL
-
 
 def run_cli(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
@@ -24,10 +22,10 @@ def run_cli(*args: str, **kwargs) -> subprocess.Popen:
     )
 
 
-def write_site(tmp_path: Path, urls: list[str]) -> Path:
+def write_site(tmp_path: Path, model: Path, urls: list[str]) -> Path:
     cameras = "".join(f'[[camera]]\nid = "cam{i}"\nurl = "{url}"\n' for i, url in enumerate(urls))
     site = tmp_path / "site.toml"
-    site.write_text(f'[pipeline]\ndevice = "cpu"\n[model]\nonnx = "{MODEL}"\n[output]\ndir = "out"\n{cameras}')
+    site.write_text(f'[pipeline]\ndevice = "cpu"\n[model]\nonnx = "{model}"\n[output]\ndir = "out"\n{cameras}')
     return site
 
 
@@ -39,7 +37,7 @@ def records(out: Path) -> list[dict]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_flushes_and_exits_zero(rtsp_server, model_path, tmp_path: Path, sig):
     server = rtsp_server(2)
-    site = write_site(tmp_path, [server.url(0), server.url(1)])
+    site = write_site(tmp_path, model_path, [server.url(0), server.url(1)])
     process = run_cli("--config", str(site))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
@@ -55,7 +53,7 @@ def test_signal_flushes_and_exits_zero(rtsp_server, model_path, tmp_path: Path, 
 
 
 def test_duration_bounds_a_run_and_unreachable_cameras_are_events(model_path, tmp_path: Path):
-    site = write_site(tmp_path, ["rtsp://127.0.0.1:9/nothing"])
+    site = write_site(tmp_path, model_path, ["rtsp://127.0.0.1:9/nothing"])
     process = run_cli("--config", str(site), "--duration", "3", cwd=tmp_path)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
@@ -82,7 +80,7 @@ def test_config_errors_name_the_key_and_exit_2(tmp_path: Path, toml: str, messag
 
 
 def test_password_never_printed(model_path, tmp_path: Path):
-    site = write_site(tmp_path, ["rtsp://admin:hunter2@127.0.0.1:9/x"])
+    site = write_site(tmp_path, model_path, ["rtsp://admin:hunter2@127.0.0.1:9/x"])
     process = run_cli("check", str(site))
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
