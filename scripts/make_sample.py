@@ -1,4 +1,4 @@
-"""Generate the license-clean 1080p25 H.264 test clip and its face ground truth.
+"""Generate the license-clean 1080p25 H.264 (or H.265) test clip and its face ground truth.
 
 The clip is a smooth synthetic background with head-and-shoulders sprites cut from
 scikit-image's ``astronaut()`` (NASA portrait of Eileen Collins, public domain), each moving
@@ -11,6 +11,9 @@ Outputs, next to each other::
     media/sample_1080p25.gt.json  {"width", "height", "fps", "frames", "gop", "params",
                                    "faces": [[[x1, y1, x2, y2], ...] per frame]}
 
+With ``--codec h265`` the same frames are encoded by libx265 (IDR + VPS/SPS/PPS every GOP, no
+B-frames) to ``media/sample_1080p25.h265``, with the same faces in ``media/sample_1080p25.h265.gt.json``.
+
 Ground-truth boxes are in frame pixels, continuous coordinates (a pixel ``i`` spans
 ``[i, i + 1)``), one box per sprite in ``SPRITES`` order. ``params`` is a hash of every
 generator parameter; a rerun with matching outputs does nothing.
@@ -18,6 +21,7 @@ generator parameter; a rerun with matching outputs does nothing.
 Usage::
 
     .venv/bin/python scripts/make_sample.py --out media/sample_1080p25.h264 [--force]
+    .venv/bin/python scripts/make_sample.py --codec h265 [--out media/sample_1080p25.h265] [--force]
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ X264_PROFILE = "high"
 # slice threading cuts one slice per core; x264 with VBV and more than one thread of either
 # kind gives a slightly different stream on every run.)
 X264_THREADS = 1
+X265_PRESET = "ultrafast"
+# libx265 with one frame thread and no worker pool is bit-exact from run to run, like x264 above.
+X265_POOLS = "none"
+X265_FRAME_THREADS = 1
+CODECS = ("h264", "h265")
 
 # Face box of Eileen Collins in ``skimage.data.astronaut()`` (512x512), (x1, y1, x2, y2) in
 # continuous source pixels. Determined once by running engines/retinaface_mnet025.onnx on the
@@ -158,9 +167,9 @@ class Sprite:
         return [round(x + x1, 1), round(y + y1, 1), round(x + x2, 1), round(y + y2, 1)]
 
 
-def params_hash() -> str:
-    """Short hash of every parameter that changes the generated clip or its ground truth."""
-    params = {
+def params_hash(codec: str = "h264") -> str:
+    """Short hash of every parameter that changes the generated clip (of ``codec``) or its ground truth."""
+    params: dict[str, object] = {
         "version": GENERATOR_VERSION,
         "size": [WIDTH, HEIGHT],
         "fps": FPS,
@@ -178,6 +187,10 @@ def params_hash() -> str:
         "blobs": [asdict(blob) for blob in BLOBS],
         "gradient": [GRADIENT_CORNERS, GRADIENT_SWAY],
     }
+    if codec == "h265":
+        # The H.264 parameters stay as they were, so existing H.264 clips keep their hash.
+        del params["preset"], params["profile"], params["threads"]
+        params.update(codec=codec, preset=X265_PRESET, pools=X265_POOLS, frame_threads=X265_FRAME_THREADS)
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -248,8 +261,25 @@ def render_frame(frame_index: int, sprites: list[Sprite]) -> NDArray[np.uint8]:
     return np.clip(image + 0.5, 0.0, 255.0).astype(np.uint8)
 
 
-def encode(out: Path, sprites: list[Sprite]) -> None:
-    """Render every frame and encode it to an Annex-B H.264 file at ``out``."""
+def encoder_settings(codec: str) -> tuple[str, str, dict[str, str]]:
+    """``(PyAV format, encoder, encoder options)`` for ``codec``: one IDR with parameter sets per GOP, no B-frames."""
+    if codec == "h265":
+        x265_params = ":".join(
+            (
+                f"keyint={GOP}",
+                f"min-keyint={GOP}",
+                "scenecut=0",
+                "open-gop=0",
+                "bframes=0",
+                "repeat-headers=1",
+                f"vbv-maxrate={BITRATE // 1000}",
+                f"vbv-bufsize={VBV_BUFFER // 1000}",
+                f"pools={X265_POOLS}",
+                f"frame-threads={X265_FRAME_THREADS}",
+                "log-level=error",
+            )
+        )
+        return "hevc", "libx265", {"preset": X265_PRESET, "x265-params": x265_params}
     x264_params = ":".join(
         (
             f"keyint={GOP}",
@@ -261,12 +291,14 @@ def encode(out: Path, sprites: list[Sprite]) -> None:
             f"vbv-bufsize={VBV_BUFFER // 1000}",
         )
     )
-    with av.open(str(out), mode="w", format="h264") as container:
-        stream = container.add_stream(
-            "libx264",
-            rate=FPS,
-            options={"preset": X264_PRESET, "profile": X264_PROFILE, "x264-params": x264_params},
-        )
+    return "h264", "libx264", {"preset": X264_PRESET, "profile": X264_PROFILE, "x264-params": x264_params}
+
+
+def encode(out: Path, sprites: list[Sprite], codec: str = "h264") -> None:
+    """Render every frame and encode it to an Annex-B H.264 or H.265 file at ``out``."""
+    container_format, encoder, options = encoder_settings(codec)
+    with av.open(str(out), mode="w", format=container_format) as container:
+        stream = container.add_stream(encoder, rate=FPS, options=options)
         stream.codec_context.width = WIDTH
         stream.codec_context.height = HEIGHT
         stream.codec_context.pix_fmt = "yuv420p"
@@ -283,8 +315,13 @@ def encode(out: Path, sprites: list[Sprite]) -> None:
 
 
 def ground_truth_path(video: Path) -> Path:
-    """``media/x.h264`` -> ``media/x.gt.json``."""
-    return video.with_suffix(".gt.json")
+    """``media/x.h264`` -> ``media/x.gt.json``; other clips keep their suffix: ``media/x.h265.gt.json``.
+
+    So the H.264 and H.265 clips of one scene never overwrite each other's ground truth.
+    """
+    if video.suffix == ".h264":
+        return video.with_suffix(".gt.json")
+    return video.with_name(video.name + ".gt.json")
 
 
 def is_up_to_date(video: Path, gt_path: Path, params: str) -> bool:
@@ -301,13 +338,14 @@ def is_up_to_date(video: Path, gt_path: Path, params: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("media/sample_1080p25.h264"), help="output .h264 path")
+    parser.add_argument("--codec", choices=CODECS, default="h264", help="video codec (default h264)")
+    parser.add_argument("--out", type=Path, help="output path (default media/sample_1080p25.<codec>)")
     parser.add_argument("--force", action="store_true", help="regenerate even when the outputs are up to date")
     args = parser.parse_args(argv)
 
-    video: Path = args.out
+    video: Path = args.out or Path(f"media/sample_1080p25.{args.codec}")
     gt_path = ground_truth_path(video)
-    params = params_hash()
+    params = params_hash(args.codec)
     if not args.force and is_up_to_date(video, gt_path, params):
         print(f"{video} and {gt_path} are up to date (params {params}); nothing to do")
         return 0
@@ -320,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     # never leaves a clip that looks up to date.
     video_tmp = video.with_name(video.name + ".tmp")
     gt_tmp = gt_path.with_name(gt_path.name + ".tmp")
-    encode(video_tmp, sprites)
+    encode(video_tmp, sprites, args.codec)
     ground_truth = {
         "width": WIDTH,
         "height": HEIGHT,

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-tools
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+    glib-networking openssl  # RTSPS tests: GIO's TLS backend for the server, a self-signed certificate
 )
 PYTHON=${PYTHON:-python3}
 say() { printf '[setup] %s\n' "$*"; }
@@ -47,4 +48,5 @@ if ! .venv/bin/python -c "import sys; from pathlib import Path; from dalistream.
 fi
 
 .venv/bin/python scripts/make_sample.py --out media/sample_1080p25.h264
+.venv/bin/python scripts/make_sample.py --codec h265 --out media/sample_1080p25.h265
 say "ready"

@@ -8,7 +8,7 @@ import re
 import pytest
 from aiortsp.rtsp.sdp import SDP
 
-from dalistream.rtp.sdp import SdpError, VideoFormat, video_format
+from dalistream.rtp.sdp import SdpError, VideoFormat, parse_sdp, video_format
 
 H264_SPS = "Z2QAH6zZQFAFuwEQAAADABAAAAMDwPGDGWA="
 H264_PPS = "aOvjyyLA"
@@ -121,13 +121,29 @@ def test_base64_without_padding_and_stray_commas_are_accepted() -> None:
         (h264_sdp("sprop-parameter-sets=Z2Q!AB,aOvjyyLA"), "sprop-parameter-sets holds invalid base64 'Z2Q!AB'"),
         (h264_sdp("sprop-parameter-sets=Z2QAH"), "invalid base64 'Z2QAH'"),
         (h264_sdp("sprop-parameter-sets=="), "invalid base64 '='"),
-        (h264_sdp("sprop-max-don-diff=2", rtpmap="96 H265/90000"), "sprop-max-don-diff=2"),
+        (h264_sdp("sprop-max-don-diff=two", rtpmap="96 H265/90000"), "sprop-max-don-diff=two is not an integer"),
+        (h264_sdp("sprop-max-don-diff=32768", rtpmap="96 H265/90000"), "sprop-max-don-diff=32768 is not an integer in"),
+        (h264_sdp("sprop-max-don-diff=-1", rtpmap="96 H265/90000"), "sprop-max-don-diff=-1 is not an integer"),
+        (h264_sdp("sprop-vps=QAEé", rtpmap="96 H265/90000"), "sprop-vps holds invalid base64 'QAEé'"),
         (h264_sdp("sprop-pps=RAH*", rtpmap="96 H265/90000"), "sprop-pps holds invalid base64"),
     ],
 )
 def test_sdp_error_names_the_defect(sdp: SDP, message: str) -> None:
     with pytest.raises(SdpError, match=re.escape(message)):
         video_format(sdp)
+
+
+@pytest.mark.parametrize(("max_don_diff", "donl"), [("0", False), ("1", True), ("32767", True)])
+def test_h265_sprop_max_don_diff_means_donl_fields(max_don_diff: str, donl: bool) -> None:
+    video = video_format(h264_sdp(f"sprop-max-don-diff={max_don_diff}", rtpmap="96 H265/90000"))
+    assert video.donl is donl
+    assert not video_format(h264_sdp("sprop-max-don-diff=3")).donl  # only H.265 has DONL fields
+
+
+def test_parse_sdp_text() -> None:
+    assert parse_sdp(CAMERA_H265) == video_format(SDP(CAMERA_H265))
+    with pytest.raises(SdpError, match="no video media"):
+        parse_sdp("v=1\r\nm=video 0 RTP/AVP 96\r\n".replace("m=video", "m=vidéo"))
 
 
 def test_sdp_error_is_value_error() -> None:

@@ -8,14 +8,16 @@ payload types on the m= line) and ``attributes``, where ``rtpmap`` is
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
+from aiortsp.rtsp.sdp import SDP
+
 SUPPORTED_CODECS: Final = ("H264", "H265")
 H265_PARAMETER_SET_KEYS: Final = ("sprop-vps", "sprop-sps", "sprop-pps")
+MAX_DON_DIFF: Final = 32767  # RFC 7798 7.1: sprop-max-don-diff is an integer in 0..32767
 
 
 class SdpError(ValueError):
@@ -36,12 +38,28 @@ class VideoFormat:
     fmtp: Mapping[str, str]
     """Every fmtp parameter, names lower-cased (read-only)."""
 
+    @property
+    def donl(self) -> bool:
+        """H.265 payloads carry DONL/DOND fields: ``sprop-max-don-diff`` > 0 (RFC 7798 4.4)."""
+        return self.codec == "H265" and int(self.fmtp.get("sprop-max-don-diff", "0")) > 0
+
+
+def parse_sdp(text: str) -> VideoFormat:
+    """Parse SDP text with aiortsp's parser and describe its first video media.
+
+    Raises only ``SdpError`` (the defects ``video_format`` names). aiortsp's parser itself
+    never raises: it keeps each line it cannot parse (``v=1``, a malformed ``a=rtpmap``) as an
+    unknown line, so such text ends as "no video media" or "no valid a=rtpmap" here.
+    """
+    return video_format(SDP(text))
+
 
 def video_format(sdp: Mapping[str, Any]) -> VideoFormat:
     """Describe the first video media of ``sdp``.
 
     Raises ``SdpError`` naming what is missing or bad: no video media, no rtpmap, an
-    unsupported codec, invalid base64 parameter sets, or interleaved packetization.
+    unsupported codec, invalid base64 parameter sets, interleaved H.264 packetization, or an
+    H.265 ``sprop-max-don-diff`` that is not an integer in 0..32767.
     """
     media = next((m for m in sdp.get("medias", ()) if m.get("type") == "video"), None)
     if media is None:
@@ -75,10 +93,9 @@ def video_format(sdp: Mapping[str, Any]) -> VideoFormat:
             raise SdpError(f"H264 packetization-mode={mode} is not supported (only 0 and 1, non-interleaved)")
         parameter_sets = _decode_parameter_sets(fmtp, ("sprop-parameter-sets",))
     else:
-        if fmtp.get("sprop-max-don-diff", "0") != "0":
-            raise SdpError(
-                f"H265 sprop-max-don-diff={fmtp['sprop-max-don-diff']} (DONL fields) is not supported"
-            )
+        max_don_diff = fmtp.get("sprop-max-don-diff", "0")
+        if not (max_don_diff.isdecimal() and max_don_diff.isascii() and int(max_don_diff) <= MAX_DON_DIFF):
+            raise SdpError(f"H265 sprop-max-don-diff={max_don_diff} is not an integer in 0..{MAX_DON_DIFF}")
         parameter_sets = _decode_parameter_sets(fmtp, H265_PARAMETER_SET_KEYS)
 
     return VideoFormat(codec, payload_type, clock_rate, parameter_sets, MappingProxyType(fmtp))
@@ -93,7 +110,7 @@ def _decode_parameter_sets(fmtp: Mapping[str, str], keys: tuple[str, ...]) -> tu
             padded = text + "=" * (-len(text) % 4)
             try:
                 nal = base64.b64decode(padded, validate=True)
-            except binascii.Error as error:
+            except ValueError as error:  # binascii.Error, or non-ASCII text
                 raise SdpError(f"fmtp {key} holds invalid base64 {text!r}") from error
             nals.append(nal)
     return tuple(nals)
