@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 class ConfigError(ValueError):
@@ -42,26 +43,61 @@ class PipelineConfig:
         _at_least(f"{key}.decode_threads", self.decode_threads, 0)
 
 
+# Measured on faces-dev at 960x544 (README "INT8"): with the 11 convolutions of
+# RetinaFace-MobileNet0.25's first stage (stride 2-8, 8-64 channels, wide pre-activation ranges)
+# kept out of INT8 (with their activations), ONNX Runtime INT8 loses < 0.3 AP points; with the
+# first 3 or 7 only, the hard set still loses 2.1 / 1.0 points, and with none 4.7.
+RETINAFACE_INT8_EXCLUDE = (
+    "/fx/stage1/stage1.0/stage1.0.0/Conv",
+    "/fx/stage1/stage1.1/stage1.1.0/stage1.1.0.0/Conv",
+    "/fx/stage1/stage1.1/stage1.1.1/stage1.1.1.0/Conv",
+    "/fx/stage1/stage1.2/stage1.2.0/stage1.2.0.0/Conv",
+    "/fx/stage1/stage1.2/stage1.2.1/stage1.2.1.0/Conv",
+    "/fx/stage1/stage1.3/stage1.3.0/stage1.3.0.0/Conv",
+    "/fx/stage1/stage1.3/stage1.3.1/stage1.3.1.0/Conv",
+    "/fx/stage1/stage1.4/stage1.4.0/stage1.4.0.0/Conv",
+    "/fx/stage1/stage1.4/stage1.4.1/stage1.4.1.0/Conv",
+    "/fx/stage1/stage1.5/stage1.5.0/stage1.5.0.0/Conv",
+    "/fx/stage1/stage1.5/stage1.5.1/stage1.5.1.0/Conv",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
-    onnx: Path = _doc("ONNX face detector (RetinaFace layout).", default=Path("engines/retinaface_mnet025.onnx"))
+    onnx: Path = _doc("ONNX face detector, laid out as `kind` says.", default=Path("engines/retinaface_mnet025.onnx"))
+    kind: str = _doc('"retinaface", "yolov5face" (deepcam-cn export) or "scrfd" (insightface *_bnkps export).', default="retinaface")
     input: tuple[int, int] = _doc("Letterbox input [width, height] in pixels.", default=(960, 544))
     precision: str = _doc('"fp32", "fp16" or "int8".', default="fp32")
     score_threshold: float = _doc("Faces scoring below this are discarded.", default=0.5)
     nms_iou: float = _doc("IoU above which the lower-scoring overlapping face is suppressed.", default=0.4)
     intra_op_threads: int = _doc("ONNX Runtime threads inside one operator (0 = runtime default).", default=0)
     inter_op_threads: int = _doc("ONNX Runtime threads across operators.", default=1)
+    calibration: str = _doc('INT8 calibration method (CPU): "entropy", "minmax" or "percentile".', default="entropy")
+    calib_dir: Path = _doc("Folder of calibration frames for INT8 (filled by `python -m dalistream calibrate`).", default=Path("calib_data"))
+    cache_dir: Path = _doc("Where quantized models and TensorRT engines are cached.", default=Path("engines/cache"))
+    int8_exclude: tuple[str, ...] = _doc(
+        "ONNX node names kept out of INT8 (FP32 on the CPU, FP16 in TensorRT); the default suits RetinaFace-MobileNet0.25.",
+        default=RETINAFACE_INT8_EXCLUDE,
+    )
+    profile: tuple[int, int, int] = _doc("TensorRT batch profile [min, opt, max]; `build` for the GPU needs max >= pipeline.max_batch.", default=(1, 4, 8))
 
     def validate(self, key: str) -> None:
         width, height = self.input
         for name, value in (("width", width), ("height", height)):
             if value < 32 or value % 32:
                 raise ConfigError(f"{key}.input: {name} must be a positive multiple of 32, got {value}")
+        _choice(f"{key}.kind", self.kind, ("retinaface", "yolov5face", "scrfd"))
         _choice(f"{key}.precision", self.precision, ("fp32", "fp16", "int8"))
         _unit_interval(f"{key}.score_threshold", self.score_threshold)
         _unit_interval(f"{key}.nms_iou", self.nms_iou)
         _at_least(f"{key}.intra_op_threads", self.intra_op_threads, 0)
         _at_least(f"{key}.inter_op_threads", self.inter_op_threads, 0)
+        _choice(f"{key}.calibration", self.calibration, ("entropy", "minmax", "percentile"))
+        if len(set(self.int8_exclude)) != len(self.int8_exclude) or not all(self.int8_exclude):
+            raise ConfigError(f"{key}.int8_exclude: node names must be non-empty and unique")
+        low, opt, high = self.profile
+        if not 1 <= low <= opt <= high:
+            raise ConfigError(f"{key}.profile: batch sizes must satisfy 1 <= min <= opt <= max, got {list(self.profile)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,22 +116,66 @@ class OutputConfig:
 @dataclass(frozen=True, slots=True)
 class CameraConfig:
     id: str = _doc("Camera name used in every record; unique.")
-    url: str = _doc("rtsp:// URL; credentials in it are never logged.")
+    url: str = _doc("rtsp:// or rtsps:// (TLS) URL; user:password in it (percent-encoded) is never logged.")
     transport: str = _doc('"tcp" (RTP interleaved on the RTSP connection) or "udp".', default="tcp")
     timeout_s: float = _doc("RTSP request timeout in seconds.", default=10.0)
+    no_data_timeout_s: float = _doc("Reconnect when no RTP packet arrived for this many seconds (UDP that never delivers falls back to TCP).", default=5.0)
+    backoff_first_s: float = _doc("Delay before the first reconnect; each further attempt doubles it (with up to 20 % jitter below).", default=0.5)
+    backoff_cap_s: float = _doc("Longest delay between reconnect attempts.", default=30.0)
+    backoff_reset_s: float = _doc("A session that streamed this long restarts the backoff at backoff_first_s.", default=10.0)
+    username: str = _doc("RTSP user name (Basic or Digest); overrides one in the URL.", default="")
+    password_env: str = _doc("Name of the environment variable holding the password; overrides one in the URL. Passwords are never read from this file.", default="")
+    tls_verify: bool = _doc("rtsps:// only: check the camera's certificate and host name.", default=True)
+    tls_ca_file: str = _doc('rtsps:// only: PEM file of CA certificates to trust ("" = the system\'s).', default="")
 
     def validate(self, key: str) -> None:
         if not self.id or any(c.isspace() for c in self.id):
             raise ConfigError(f"{key}.id: must be non-empty without spaces, got {self.id!r}")
         parts = urlsplit(self.url)
-        if parts.scheme != "rtsp" or not parts.hostname:
-            raise ConfigError(f"{key}.url: must be rtsp://host[:port]/path")
+        if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
+            raise ConfigError(f"{key}.url: must be rtsp://host[:port]/path or rtsps://host[:port]/path")
         try:
             parts.port
         except ValueError as exc:
             raise ConfigError(f"{key}.url: invalid port") from exc
         _choice(f"{key}.transport", self.transport, ("tcp", "udp"))
         _positive(f"{key}.timeout_s", self.timeout_s)
+        _positive(f"{key}.no_data_timeout_s", self.no_data_timeout_s)
+        _positive(f"{key}.backoff_first_s", self.backoff_first_s)
+        _at_least(f"{key}.backoff_cap_s", self.backoff_cap_s, self.backoff_first_s)
+        _positive(f"{key}.backoff_reset_s", self.backoff_reset_s)
+        self._validate_credentials(key)
+        if self.tls_ca_file:
+            if parts.scheme != "rtsps":
+                raise ConfigError(f"{key}.tls_ca_file: only used with rtsps:// URLs")
+            if not Path(self.tls_ca_file).is_file():
+                raise ConfigError(f"{key}.tls_ca_file: no such file {self.tls_ca_file!r}")
+
+    def credentials(self) -> tuple[str, str] | None:
+        """``(username, password)`` from ``username``/``password_env`` or the URL (percent-decoded).
+
+        ``username`` and ``password_env`` override the URL's user name and password.
+        Raises :class:`ConfigError` when ``password_env`` names an unset variable.
+        """
+        parts = urlsplit(self.url)
+        username = self.username or (unquote(parts.username) if parts.username else "")
+        if self.password_env:
+            password = os.environ.get(self.password_env)
+            if password is None:
+                raise ConfigError(f"password_env: environment variable {self.password_env} is not set")
+        else:
+            password = unquote(parts.password) if parts.password else ""
+        return (username, password) if username else None
+
+    def _validate_credentials(self, key: str) -> None:
+        if self.password_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.password_env):
+            raise ConfigError(f"{key}.password_env: must be an environment variable name, got {self.password_env!r}")
+        try:
+            credentials = self.credentials()
+        except ConfigError as exc:
+            raise ConfigError(f"{key}.{exc}") from None
+        if self.password_env and credentials is None:
+            raise ConfigError(f"{key}.password_env: needs a user name (camera.username or one in the URL)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +223,12 @@ def load(path: str | os.PathLike[str]) -> Config:
     base = path.parent
     return dataclasses.replace(
         config,
-        model=dataclasses.replace(config.model, onnx=_resolve(base, config.model.onnx)),
+        model=dataclasses.replace(
+            config.model,
+            onnx=_resolve(base, config.model.onnx),
+            calib_dir=_resolve(base, config.model.calib_dir),
+            cache_dir=_resolve(base, config.model.cache_dir),
+        ),
         output=dataclasses.replace(config.output, dir=_resolve(base, config.output.dir)),
     )
 

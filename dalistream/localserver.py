@@ -11,28 +11,59 @@ import select
 import signal
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
+PASSWORD_ENV = "RTSP_SERVER_PASSWORD"  # scripts/rtsp_server.py reads --user's password from here
 
 
 class ServerError(RuntimeError):
     """The server could not be started."""
 
 
-class LocalRtspServer:
-    """Serves ``clip`` (Annex-B H.264) on ``/cam0 … /cam{mounts-1}``, looping, untranscoded."""
+@dataclass(frozen=True, slots=True)
+class ServerAuth:
+    """Credentials the server demands on every mount, and the scheme it offers."""
 
-    def __init__(self, clip: Path, mounts: int, *, port: int = 0, address: str = "127.0.0.1") -> None:
+    user: str
+    password: str = field(repr=False)
+    method: str = "digest"  # or "basic"
+
+
+class LocalRtspServer:
+    """Serves ``clip`` (Annex-B ``codec``: "h264" or "h265") on ``/cam0 … /cam{mounts-1}``, looping, untranscoded.
+
+    With ``auth`` every mount demands those credentials (the password reaches the child through
+    its environment, never its command line); with ``tls_cert``/``tls_key`` (PEM) it speaks RTSPS.
+    """
+
+    def __init__(
+        self,
+        clip: Path,
+        mounts: int,
+        *,
+        port: int = 0,
+        address: str = "127.0.0.1",
+        auth: ServerAuth | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        codec: str = "h264",
+    ) -> None:
         self.clip = clip
+        self.codec = codec
         self.mounts = mounts
         self.address = address
         self.port = port
+        self.auth = auth
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
         self._process: subprocess.Popen[str] | None = None
 
     def url(self, index: int) -> str:
-        return f"rtsp://{self.address}:{self.port}/cam{index}"
+        scheme = "rtsps" if self.tls_cert is not None else "rtsp"
+        return f"{scheme}://{self.address}:{self.port}/cam{index}"
 
     def start(self, timeout_s: float = 20.0) -> LocalRtspServer:
         if not self.clip.is_file():
@@ -43,9 +74,18 @@ class LocalRtspServer:
             "--mounts", str(self.mounts),
             "--port", str(self.port),
             "--address", self.address,
+            "--codec", self.codec,
         ]
+        env = None
+        if self.auth is not None:
+            command += ["--user", self.auth.user, "--auth", self.auth.method]
+            env = {**os.environ, PASSWORD_ENV: self.auth.password}
+        if self.tls_cert is not None and self.tls_key is not None:
+            command += ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key)]
         try:
-            self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+            self._process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, text=True, start_new_session=True, env=env
+            )
         except OSError as exc:
             raise ServerError(f"cannot run {SYSTEM_PYTHON} (install python3-gi and gir1.2-gst-rtsp-server-1.0)") from exc
         line = self._read_line(timeout_s)
@@ -60,6 +100,7 @@ class LocalRtspServer:
             return
         process, self._process = self._process, None
         if process.poll() is None:
+            os.killpg(process.pid, signal.SIGCONT)  # a paused server could not act on SIGTERM
             os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(5)
@@ -67,6 +108,16 @@ class LocalRtspServer:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         process.stdout.close()
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open but nothing is sent or answered."""
+        if self._process is not None:
+            os.killpg(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Undo :meth:`pause` (SIGCONT)."""
+        if self._process is not None:
+            os.killpg(self._process.pid, signal.SIGCONT)
 
     def __enter__(self) -> LocalRtspServer:
         return self.start()

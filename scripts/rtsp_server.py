@@ -1,9 +1,14 @@
-"""Serve an Annex-B H.264 file on N RTSP mounts, looped forever, without transcoding.
+"""Serve an Annex-B H.264 (or, with ``--codec h265``, H.265) file on N RTSP mounts, looped, untranscoded.
 
 Run with Debian's Python, which has the GStreamer bindings (python3-gi, gir1.2-gst-rtsp-server-1.0)::
 
     /usr/bin/python3 scripts/rtsp_server.py --file media/sample_1080p25.h264 --mounts 4 --port 8554 \\
-        [--address 127.0.0.1]
+        [--address 127.0.0.1] [--user NAME --auth basic|digest] [--tls-cert PEM --tls-key PEM]
+
+With ``--user`` every mount asks for that user's credentials (Basic or Digest, per ``--auth``);
+the password comes from ``--password`` or, so it stays out of ``ps``, from the environment
+variable ``RTSP_SERVER_PASSWORD``. With ``--tls-cert``/``--tls-key`` the server speaks RTSPS
+(RTSP over TLS) instead of plain RTSP on the same port.
 
 Mounts are ``/cam0`` ... ``/cam{N-1}``. Media is not shared: every client session gets its own
 pipeline that starts at the first frame of the file, so the first RTP timestamp a client sees is
@@ -17,6 +22,7 @@ port). SIGTERM or SIGINT closes the client connections and exits with status 0.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -27,12 +33,14 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 DEFAULT_BACKLOG = 128  # pending TCP connects; GLib's default of 10 drops bursts of clients
 PARSER_NAME = "parse"
 PAYLOADER_NAME = "pay0"  # GstRtspMediaFactory finds the streams by the names pay0, pay1, ...
 SOURCE_ELEMENT = "multifilesrc"
+PASSWORD_ENV = "RTSP_SERVER_PASSWORD"  # where the password comes from when --password is not given
+ROLE = "viewer"  # the media-factory role granted to the one configured user
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,7 @@ class CodecElements:
 
 CODECS: dict[str, CodecElements] = {
     "h264": CodecElements("video/x-h264,stream-format=byte-stream", "h264parse", "rtph264pay", 96),
+    "h265": CodecElements("video/x-h265,stream-format=byte-stream", "h265parse", "rtph265pay", 96),
 }
 
 
@@ -117,6 +126,50 @@ def build_server(path: Path, mounts: int, address: str, port: int, codec: CodecE
     return server
 
 
+def secure_server(
+    server: GstRtspServer.RTSPServer,
+    mounts: int,
+    *,
+    user: str | None,
+    password: str,
+    method: str,
+    tls: Gio.TlsCertificate | None,
+) -> None:
+    """Require ``user``'s credentials on every mount and/or serve RTSPS with ``tls``.
+
+    ``method`` is ``"basic"`` or ``"digest"``: only that scheme is offered in the 401 challenge.
+    Clients without valid credentials get 401 on every request; the user's token carries a role
+    that may access and construct the mounts' media.
+    """
+    auth = GstRtspServer.RTSPAuth()
+    if tls is not None:
+        auth.set_tls_certificate(tls)
+    if user is None:
+        # TLS only: everyone may watch.
+        auth.set_default_token(_viewer_token())
+    elif method == "basic":
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), _viewer_token())
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.BASIC)
+    else:
+        auth.add_digest(user, password, _viewer_token())
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+    permissions = GstRtspServer.RTSPPermissions()
+    permissions.add_role(ROLE)
+    permissions.add_permission_for_role(ROLE, "media.factory.access", True)
+    permissions.add_permission_for_role(ROLE, "media.factory.construct", True)
+    mount_points = server.get_mount_points()
+    for index in range(mounts):
+        factory, _ = mount_points.match(f"/cam{index}")
+        factory.set_permissions(permissions)
+    server.set_auth(auth)
+
+
+def _viewer_token() -> GstRtspServer.RTSPToken:
+    token = GstRtspServer.RTSPToken()
+    token.set_string("media.factory.role", ROLE)
+    return token
+
+
 def missing_elements(codec: CodecElements) -> list[str]:
     """Names of the GStreamer elements the pipeline needs that are not installed."""
     needed = (SOURCE_ELEMENT, codec.parser, codec.payloader)
@@ -137,6 +190,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mounts", type=int, default=1, help="number of mounts /cam0 ... /camN-1 (default 1)")
     parser.add_argument("--port", type=int, default=8554, help="TCP port for RTSP; 0 picks a free one (default 8554)")
     parser.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--user", help=f"require this user's credentials (password: --password or ${PASSWORD_ENV})")
+    parser.add_argument("--password", help=f"password for --user (default: ${PASSWORD_ENV})")
+    parser.add_argument("--auth", choices=("basic", "digest"), default="digest", help="scheme offered (default digest)")
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate: serve RTSPS (needs --tls-key)")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     parser.add_argument("--codec", choices=sorted(CODECS), default="h264", help="codec of --file (default h264)")
     args = parser.parse_args(argv)
     if not args.file.is_file():
@@ -145,6 +203,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--mounts must be at least 1, got {args.mounts}")
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, got {args.port}")
+    if args.user is not None:
+        if args.password is None:
+            args.password = os.environ.get(PASSWORD_ENV)
+        if not args.password:
+            parser.error(f"--user needs --password or ${PASSWORD_ENV}")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
     return args
 
 
@@ -158,6 +223,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     server = build_server(args.file.resolve(), args.mounts, args.address, args.port, codec)
+    tls = None
+    if args.tls_cert is not None:
+        try:
+            tls = Gio.TlsCertificate.new_from_files(str(args.tls_cert), str(args.tls_key))
+        except GLib.Error as exc:
+            print(f"cannot load TLS certificate/key: {exc.message}", file=sys.stderr)
+            return 1
+    if args.user is not None or tls is not None:
+        secure_server(server, args.mounts, user=args.user, password=args.password or "", method=args.auth, tls=tls)
     if server.attach(None) == 0:
         print(f"cannot listen on {args.address}:{args.port}", file=sys.stderr)
         return 1

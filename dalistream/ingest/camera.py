@@ -1,8 +1,15 @@
-"""One camera's ingest task: RTSP session → RTP → depacketizer → access units, reconnecting."""
+"""One camera's ingest task: RTSP session → RTP → depacketizer → access units, reconnecting.
+
+The decisions (when a session is dead, when to retry, which transport, when to keep alive)
+are :class:`~dalistream.ingest.connection_state.ConnectionMachine`'s; this module is its asyncio
+shell: it runs the RTSP session as a task, feeds the machine what happens, and carries out
+the actions it returns.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Callable
@@ -14,18 +21,20 @@ from aiortsp.rtsp.errors import RTSPError
 
 from dalistream.config import CameraConfig
 from dalistream.metrics import Stages
-from dalistream.rtp.h264 import AccessUnit, AccessUnitDropped, H264Depacketizer, PacketLoss
+from dalistream.rtp import depacketizer_for
+from dalistream.rtp.depacketizer import AccessUnit, AccessUnitDropped, Depacketizer, PacketLoss
 from dalistream.rtp.packet import RtpError, RtpPacket
 from dalistream.rtp.sdp import SdpError, VideoFormat
 from dalistream.rtp.timestamps import TimestampUnwrapper
 
-from .rtsp import RtspSession
+from .connection_state import Action, Connect, ConnectionMachine, ConnectionPolicy, Disconnect, Emit, KeepAlive
+from .rtsp import RtspSession, UnsupportedTransportError
 
 log = structlog.get_logger(__name__)
 
-NO_DATA_TIMEOUT_S = 5.0
-BACKOFF_FIRST_S = 0.5
-BACKOFF_CAP_S = 30.0
+# Peer failures that end a session. AssertionError: aiortsp asserts on transport replies it
+# did not expect.
+SESSION_ERRORS = (RTSPError, SdpError, OSError, TimeoutError, AssertionError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,58 +60,132 @@ class IngestSink(Protocol):
 class CameraIngest:
     """Keeps one camera streaming: connects, depacketizes, and reconnects with backoff.
 
-    Peer errors (refused connection, RTSP error, bad SDP, no data) end the session with a
-    ``disconnected`` event carrying the reason, then a retry after an exponential, jittered
-    backoff that resets once a session has delivered video. Malformed RTP packets are
-    counted and dropped; they never end the session.
+    Peer errors (refused connection, RTSP error, bad SDP, no data, failed keep-alive) end the
+    session with a ``disconnected`` event carrying the reason, then a ``reconnecting`` event
+    and a retry after the machine's backoff. Malformed RTP packets are counted and dropped;
+    they never end the session. Nothing here blocks another camera: the session is one task,
+    and everything it produces goes to the sink without waiting.
     """
 
-    def __init__(self, camera: CameraConfig, sink: IngestSink, stages: Stages, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        camera: CameraConfig,
+        sink: IngestSink,
+        stages: Stages,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        random_source: Callable[[], float] = random.random,
+    ) -> None:
         self.camera = camera
         self._sink = sink
         self._stages = stages
         self._clock = clock
+        policy = ConnectionPolicy(
+            transport=camera.transport,
+            no_data_timeout_s=camera.no_data_timeout_s,
+            backoff_first_s=camera.backoff_first_s,
+            backoff_cap_s=camera.backoff_cap_s,
+            backoff_reset_s=camera.backoff_reset_s,
+        )
+        self._machine = ConnectionMachine(policy, random_source)
+        self._changed = asyncio.Event()
         self._session: RtspSession | None = None
-        self._depacketizer: H264Depacketizer | None = None
+        self._session_task: asyncio.Task[None] | None = None
+        self._keepalive_task: asyncio.Task[None] | None = None
+        self._depacketizer: Depacketizer | None = None
         self._unwrapper: TimestampUnwrapper | None = None
         self._payload_type = -1
-        self._delivered = False
 
     async def run(self) -> None:
         """Stream until cancelled."""
-        delay = BACKOFF_FIRST_S
-        attempt = 0
-        while True:
-            attempt += 1
-            self._delivered = False
-            self._session = RtspSession(
-                self.camera.url,
-                self.camera.transport,
-                timeout_s=self.camera.timeout_s,
-                no_data_timeout_s=NO_DATA_TIMEOUT_S,
-            )
-            try:
-                await self._session.run(self._on_format, self._on_rtp)
+        try:
+            self._execute(self._machine.start())
+            while True:
+                await self._wait()
+                self._collect()
+                self._execute(self._machine.tick(self._clock()))
+        finally:
+            await self._shutdown()
+
+    async def _wait(self) -> None:
+        """Until the machine's deadline, the end of the session or a keep-alive, or a state change."""
+        self._changed.clear()
+        changed = asyncio.ensure_future(self._changed.wait())
+        waiting = [changed, *(t for t in (self._session_task, self._keepalive_task) if t is not None)]
+        left = self._machine.deadline() - self._clock()
+        try:
+            await asyncio.wait(waiting, timeout=None if math.isinf(left) else max(0.0, left), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+
+    def _collect(self) -> None:
+        """Feed the machine the outcome of a finished keep-alive or session task."""
+        if self._keepalive_task is not None and self._keepalive_task.done():
+            task, self._keepalive_task = self._keepalive_task, None
+            error = task.exception()
+            if error is not None:
+                if not isinstance(error, SESSION_ERRORS):
+                    raise error
+                reason = "keep-alive failed: " + _describe(error, self._session.password)
+                self._drop_session()
+                self._execute(self._machine.failed(self._clock(), reason))
+        if self._session_task is not None and self._session_task.done():
+            task, self._session_task = self._session_task, None
+            error = task.exception()
+            if error is None:
                 reason = "closed by server"
-            except (RTSPError, SdpError, OSError, TimeoutError, AssertionError) as exc:
-                # AssertionError: aiortsp asserts on transport replies it did not expect.
-                reason = _describe(exc, self._session.password)
-            if self._delivered:
-                delay, attempt = BACKOFF_FIRST_S, 0
-            self._sink.event(self.camera.id, "disconnected", reason=reason)
-            wait_s = delay * random.uniform(0.8, 1.2)
-            self._sink.event(self.camera.id, "reconnecting", attempt=attempt + 1, delay_s=round(wait_s, 2))
-            await asyncio.sleep(wait_s)
-            delay = min(delay * 2, BACKOFF_CAP_S)
+            elif isinstance(error, SESSION_ERRORS):
+                reason = _describe(error, self._session.password)
+            else:
+                raise error
+            self._drop_session()  # a keep-alive may still be waiting on the dead connection
+            self._execute(
+                self._machine.failed(
+                    self._clock(), reason, unsupported_transport=isinstance(error, UnsupportedTransportError)
+                )
+            )
+
+    def _execute(self, actions: list[Action]) -> None:
+        for action in actions:
+            match action:
+                case Emit(event, fields):
+                    self._sink.event(self.camera.id, event, **fields)
+                case Connect(transport):
+                    self._session = RtspSession.for_camera(self.camera, transport)
+                    self._session_task = asyncio.create_task(
+                        self._session.run(self._on_format, self._on_rtp), name=f"rtsp-{self.camera.id}"
+                    )
+                case KeepAlive() if self._keepalive_task is None and self._session is not None:
+                    self._keepalive_task = asyncio.create_task(self._session.keep_alive())
+                case KeepAlive():
+                    pass  # the previous keep-alive is still waiting for its answer
+                case Disconnect(reason):
+                    log.debug("closing session", camera=self.camera.id, reason=reason)
+                    self._drop_session()
+
+    def _drop_session(self) -> None:
+        """Close the current session without waiting for it: its teardown can't stall us."""
+        if self._session is not None:
+            self._session.close()
+        for task in (self._session_task, self._keepalive_task):
+            if task is not None:
+                task.cancel()
+                task.add_done_callback(_retrieve)
+        self._session_task = self._keepalive_task = None
+
+    async def _shutdown(self) -> None:
+        tasks = [t for t in (self._session_task, self._keepalive_task) if t is not None]
+        self._drop_session()
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.camera.timeout_s)
 
     def _on_format(self, fmt: VideoFormat) -> None:
-        if fmt.codec != "H264":
-            raise SdpError(f"codec {fmt.codec} is not supported yet")
-        self._depacketizer = H264Depacketizer(fmt.parameter_sets)
+        self._depacketizer = depacketizer_for(fmt)
         self._unwrapper = TimestampUnwrapper(fmt.clock_rate)
         self._payload_type = fmt.payload_type
         self._sink.stream_started(self.camera.id, fmt)
-        self._sink.event(self.camera.id, "connected", transport=self.camera.transport, codec=fmt.codec)
+        self._execute(self._machine.connected(self._clock(), session_timeout_s=self._session.session_timeout_s, codec=fmt.codec))
+        self._changed.set()
 
     def _on_rtp(self, data: bytes) -> None:
         with self._stages.measure("receive+depacketize"):
@@ -115,6 +198,7 @@ class CameraIngest:
             if packet.pt != self._payload_type:
                 return
             self._session.count_received(packet)
+            self._machine.packet(self._clock())
             for item in self._depacketizer.feed(packet):
                 self._dispatch(item)
 
@@ -122,7 +206,6 @@ class CameraIngest:
         match item:
             case AccessUnit():
                 now = self._clock()
-                self._delivered = True
                 self._sink.access_unit(
                     self.camera.id,
                     ReceivedAccessUnit(item.data, item.key, self._unwrapper.seconds(item.ts), now, time.time()),
@@ -139,3 +222,9 @@ def _describe(exc: BaseException, secret: str | None) -> str:
     """A one-line reason for an event, with the camera's password never in it."""
     text = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return text.replace(secret, "***") if secret else text
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Done-callback of a session already judged dead: its late outcome changes nothing."""
+    if not task.cancelled():
+        task.exception()

@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
 from aiortsp.rtsp.connection import RTSPConnection
+from aiortsp.rtsp.errors import RTSPError, RTSPResponseError
+from aiortsp.rtsp.parser import RTSPResponse
 from aiortsp.rtsp.session import RTSPMediaSession, sanitize_rtsp_url
 from aiortsp.transport import TCPTransport, UDPTransport
 
+from dalistream.config import CameraConfig
 from dalistream.rtp.packet import RtpPacket
 from dalistream.rtp.sdp import VideoFormat, video_format
 
+from .auth import Credentials
+from .secure_connection import DEFAULT_RTSPS_PORT, RedactingLogger, RtspConnection, client_ssl_context, credential_secrets
+
 DEFAULT_RTSP_PORT = 554
+DEFAULT_SESSION_TIMEOUT_S = 60.0  # RFC 2326 §12.37, when the server's Session header has none
+UNSUPPORTED_TRANSPORT = 461
 
 # aiortsp logs through stdlib logging; we hand it this logger so users can silence it at will.
 _AIORTSP_LOGGER = logging.getLogger("dalistream.aiortsp")
@@ -44,62 +53,127 @@ class _UdpTransport(_RawRtp, UDPTransport):
     pass
 
 
+class UnsupportedTransportError(RTSPError):
+    """The server answered SETUP with 461 Unsupported Transport (e.g. it refuses RTP over UDP)."""
+
+
+class _MediaSession(RTSPMediaSession):
+    """aiortsp's session, remembering the server's session timeout and naming a 461 reply."""
+
+    timeout_s = DEFAULT_SESSION_TIMEOUT_S
+
+    async def setup(self) -> None:
+        try:
+            await super().setup()
+        except RTSPResponseError as exc:
+            if exc.response is not None and exc.response.status == UNSUPPORTED_TRANSPORT:
+                raise UnsupportedTransportError("SETUP answered 461 Unsupported Transport") from exc
+            raise
+
+    def save_session(self, resp: RTSPResponse) -> None:
+        super().save_session(resp)
+        for option in resp.headers["session"].split(";")[1:]:
+            name, _, value = option.partition("=")
+            if name.strip().lower() == "timeout":
+                try:
+                    self.timeout_s = float(value)
+                except ValueError:
+                    raise RTSPError(f"error on SETUP: invalid session timeout {value!r}") from None
+
+
 class RtspSession:
-    """One connection to a camera: DESCRIBE/SETUP/PLAY, then keep-alives until it ends.
+    """One connection to a camera: DESCRIBE/SETUP/PLAY, then plays until it ends.
 
     ``on_rtp`` receives every RTP datagram's bytes; call :meth:`count_received` with the
     parsed packet so RTCP receiver reports stay right. :meth:`run` returns when the server
-    closes the connection and raises when it fails (connection, RTSP or no-data errors).
+    closes the connection and raises when it fails (connection or RTSP errors;
+    :class:`UnsupportedTransportError` for a 461 reply to SETUP). Timing is the caller's:
+    it sends :meth:`keep_alive` when due and :meth:`close` s a session it judges dead.
     """
 
-    def __init__(self, url: str, transport: str, *, timeout_s: float, no_data_timeout_s: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        transport: str,
+        *,
+        timeout_s: float,
+        credentials: Credentials | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``credentials`` default to those in ``url`` (percent-decoded); an ``rtsps://`` URL
+        uses TLS with ``ssl_context`` (default: verify against the system's trust store)."""
         parts = urlsplit(url)
         self.host = parts.hostname or ""
-        self.port = parts.port or DEFAULT_RTSP_PORT
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
+        tls = parts.scheme == "rtsps"
+        self.port = parts.port or (DEFAULT_RTSPS_PORT if tls else DEFAULT_RTSP_PORT)
+        if credentials is None and parts.username:
+            credentials = Credentials(unquote(parts.username), unquote(parts.password or ""))
+        self.credentials = credentials
+        self.password = credentials.password if credentials else None
+        self.ssl_context = (ssl_context or client_ssl_context(verify=True, ca_file=None)) if tls else None
         self.media_url = sanitize_rtsp_url(url)
         self.transport_name = transport
         self.timeout_s = timeout_s
-        self.no_data_timeout_s = no_data_timeout_s
+        self.session_timeout_s = DEFAULT_SESSION_TIMEOUT_S  # the server's, known once on_format is called
         self._transport: _TcpTransport | _UdpTransport | None = None
+        self._connection: RTSPConnection | None = None
+        self._session: _MediaSession | None = None
+
+    @classmethod
+    def for_camera(cls, camera: CameraConfig, transport: str) -> RtspSession:
+        """A session with ``camera``'s URL, timeout, credentials and TLS settings."""
+        ssl_context = None
+        if urlsplit(camera.url).scheme == "rtsps":
+            ssl_context = client_ssl_context(verify=camera.tls_verify, ca_file=camera.tls_ca_file or None)
+        credentials = None
+        if (user_password := camera.credentials()) is not None:
+            credentials = Credentials(*user_password)
+        return cls(camera.url, transport, timeout_s=camera.timeout_s, credentials=credentials, ssl_context=ssl_context)
 
     def count_received(self, packet: RtpPacket) -> None:
         if self._transport is not None:
             self._transport.stats.update(packet)
 
+    async def keep_alive(self) -> None:
+        """Send GET_PARAMETER (or OPTIONS) so the server keeps the session; raises on failure."""
+        if self._session is not None:
+            await self._session.keep_alive()
+
+    def close(self) -> None:
+        """Drop the connection now: :meth:`run` then ends without waiting on the server."""
+        if self._connection is not None:
+            self._connection.close()
+
     async def run(self, on_format: Callable[[VideoFormat], None], on_rtp: PacketHandler) -> None:
         """Play the stream; ``on_format`` is called once the SDP is known, before PLAY."""
         transport_class = _TcpTransport if self.transport_name == "tcp" else _UdpTransport
-        async with RTSPConnection(
+        # aiortsp logs requests with their Authorization headers: its logger redacts them.
+        logger = RedactingLogger(_AIORTSP_LOGGER, credential_secrets(self.credentials))
+        async with RtspConnection(
             self.host,
             self.port,
-            self.username,
-            self.password,
-            logger=_AIORTSP_LOGGER,
+            self.credentials,
+            logger=logger,
             timeout=self.timeout_s,
+            ssl_context=self.ssl_context,
         ) as connection:
-            transport = transport_class(connection, logger=_AIORTSP_LOGGER, timeout=self.no_data_timeout_s)
+            self._connection = connection
+            # timeout=0: aiortsp's own no-data watchdog stays off; the caller's state machine decides.
+            transport = transport_class(connection, logger=logger, timeout=0)
             transport.on_rtp = on_rtp
             async with transport:
-                async with RTSPMediaSession(
-                    connection, self.media_url, transport=transport, logger=_AIORTSP_LOGGER
-                ) as session:
+                async with _MediaSession(connection, self.media_url, transport=transport, logger=logger) as session:
+                    self.session_timeout_s = session.timeout_s
                     on_format(video_format(session.sdp))
-                    self._transport = transport
+                    self._transport, self._session = transport, session
                     try:
                         await session.play()
-                        await self._keep_alive(connection, transport, session)
+                        await self._until_closed(connection, transport)
                     finally:
-                        self._transport = None
+                        self._transport = self._session = None
 
     @staticmethod
-    async def _keep_alive(connection: RTSPConnection, transport, session: RTSPMediaSession) -> None:
-        ended = [connection.result, transport.result]
-        while True:
-            done, _ = await asyncio.wait(ended, timeout=session.session_keepalive, return_when=asyncio.FIRST_COMPLETED)
-            for future in done:
-                future.result()  # raises the connection's or transport's error
-            if done:
-                return
-            await session.keep_alive()
+    async def _until_closed(connection: RTSPConnection, transport: _TcpTransport | _UdpTransport) -> None:
+        done, _ = await asyncio.wait([connection.result, transport.result], return_when=asyncio.FIRST_COMPLETED)
+        for future in done:
+            future.result()  # raises the connection's or transport's error
