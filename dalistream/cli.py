@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import signal
@@ -27,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
                 return _local(args)
             case "check":
                 return _check(args)
+            case "eval":
+                return _eval(args)
+            case "calibrate":
+                return _calibrate(args)
+            case "build":
+                return _build(args)
             case _:
                 if args.config is None:
                     _parser().error("--config is required (or use a subcommand: demo, bench, check)")
@@ -42,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: run until SIGINT/SIGTERM)")
     parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of console text")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    commands = parser.add_subparsers(dest="command", metavar="{demo,bench,check}")
+    commands = parser.add_subparsers(dest="command", metavar="{demo,bench,check,eval,calibrate,build}")
     demo = commands.add_parser("demo", help="local RTSP server + bundled clip → JSON lines")
     bench = commands.add_parser("bench", help="like demo, and report throughput, per-stage cost and latency")
     for sub, duration in ((demo, 25.0), (bench, 30.0)):
@@ -53,6 +60,21 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print the report as JSON")
     check = commands.add_parser("check", help="validate a config file and print it resolved")
     check.add_argument("config", type=Path)
+    evaluate = commands.add_parser("eval", help="WIDER FACE AP of the detection path on an annotated image folder")
+    evaluate.add_argument("--images", type=Path, required=True, help="image folder (names as in the ground truth)")
+    evaluate.add_argument("--gt", type=Path, required=True, help="ground truth: name w h / count / x y w h easy medium hard")
+    evaluate.add_argument("--config", dest="eval_config", type=Path, help="site.toml whose [model] to evaluate")
+    evaluate.add_argument("--input", type=_size, metavar="WxH", help="letterbox input (default: the config's)")
+    evaluate.add_argument("--precision", choices=["fp32", "int8"], help="engine precision (default: the config's)")
+    evaluate.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    calibrate = commands.add_parser("calibrate", help="capture INT8 calibration frames from the configured cameras")
+    calibrate.add_argument("--config", dest="target_config", type=Path, required=True, help="site.toml with the cameras")
+    calibrate.add_argument("--frames", type=int, default=200, help="frames to capture, spread across cameras (default 200)")
+    calibrate.add_argument("--out", type=Path, help="output folder (default: the config's model.calib_dir)")
+    calibrate.add_argument("--interval", type=float, default=2.0, metavar="S", help="least stream time between two frames of one camera")
+    calibrate.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up after S seconds with what was captured")
+    build = commands.add_parser("build", help="build the INT8 model (CPU) or TensorRT engine (GPU) for the config")
+    build.add_argument("--config", dest="target_config", type=Path, required=True, help="site.toml whose [model] to build")
     return parser
 
 
@@ -97,6 +119,89 @@ def _check(args: argparse.Namespace) -> int:
     for camera in plain["camera"]:
         camera["url"] = config_module.redact_url(camera["url"])
     print(json.dumps(plain, indent=2, default=str))
+    return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x640; got {text!r}")
+    return int(width), int(height)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from dalistream import accuracy
+
+    path = args.eval_config or args.config
+    model = config_module.load(path).model if path is not None else config_module.ModelConfig()
+    model = accuracy.with_overrides(model, args.input, args.precision)
+    try:
+        # ONNX Runtime's quantizer prints progress while an INT8 model is first made: keep
+        # stdout for the report alone.
+        with contextlib.redirect_stdout(sys.stderr):
+            report = accuracy.run(model, args.images, args.gt)
+    except accuracy.EvaluationError as exc:
+        log.error("evaluation failed", error=str(exc))
+        return 1
+    if args.json:
+        print(json.dumps(report))
+    else:
+        width, height = report["input"]
+        print(f"{report['kind']} {width}x{height} {report['precision']}: {report['images']} images, {report['faces']} faces")
+        print("  ".join(f"{setting} {report[setting]:.2f}" for setting in ("easy", "medium", "hard", "all")))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from dalistream.calibrate import capture
+
+    config = config_module.load(args.target_config)
+    if args.frames < 1:
+        log.error("--frames must be at least 1")
+        return 2
+    out = args.out or config.model.calib_dir
+    report = asyncio.run(capture(config, args.frames, out, interval_s=args.interval, timeout_s=args.timeout))
+    print(json.dumps({"out": str(out), "frames": len(report.files), "per_camera": report.per_camera,
+                      "duplicates_skipped": report.duplicates, "complete": report.complete}))
+    return 0 if report.files else 1
+
+
+def _build(args: argparse.Namespace) -> int:
+    from dalistream.engine import cpu_model_path, quantize_settings
+
+    config = config_module.load(args.target_config)
+    if not config.model.onnx.is_file():
+        raise config_module.ConfigError(f"model.onnx: {config.model.onnx} not found")
+    if config.pipeline.device != "gpu":
+        path = cpu_model_path(config.model)
+        print(json.dumps({"device": "cpu", "precision": config.model.precision, "model": str(path)}))
+        return 0
+    from dalistream.engine.quantize import calibration_images
+    from dalistream.engine.tensorrt import CalibrationBatches, EngineBuildError, build_engine, precision_plan, profile_shapes
+
+    if config.model.profile[2] < config.pipeline.max_batch:
+        raise config_module.ConfigError(
+            f"model.profile: max batch {config.model.profile[2]} is below pipeline.max_batch {config.pipeline.max_batch}"
+        )
+    settings = quantize_settings(config.model)
+    calibration = None
+    if config.model.precision == "int8":
+        images = calibration_images(config.model.calib_dir, settings.max_frames) if config.model.calib_dir.is_dir() else []
+        if not images:
+            raise config_module.ConfigError(f"model.calib_dir: no calibration frames in {config.model.calib_dir}")
+        calibration = CalibrationBatches(images, config.model.profile[1], config.model.input, settings.convention)
+    try:
+        path = build_engine(
+            config.model.onnx,
+            config.model.cache_dir,
+            plan=precision_plan(config.model.precision, config.model.int8_exclude),
+            profile=profile_shapes(config.model.profile, config.model.input),
+            calibration=calibration,
+        )
+    except EngineBuildError as exc:
+        log.error("engine build failed", error=str(exc))
+        return 1
+    print(json.dumps({"device": "gpu", "precision": config.model.precision, "engine": str(path)}))
     return 0
 
 

@@ -25,11 +25,11 @@ from dalistream import records
 from dalistream.batching import Batcher
 from dalistream.config import Config, ConfigError
 from dalistream.decode import CpuDecoder, DecodeError
-from dalistream.engine.onnxruntime import OnnxRuntimeEngine
+from dalistream.engine import create_engine
 from dalistream.geometry import Letterbox
 from dalistream.ingest.camera import CameraIngest, ReceivedAccessUnit
 from dalistream.metrics import Latencies, Stages
-from dalistream.models.retinaface import RetinaFaceDecoder
+from dalistream.models.kinds import input_convention, output_decoder
 from dalistream.preprocess import Preprocessor
 from dalistream.rtp.sdp import VideoFormat
 from dalistream.sampling import Sampler
@@ -44,7 +44,7 @@ REPORT_INTERVAL_S = 1.0  # how often loss/drop counts become events
 
 @dataclass(frozen=True, slots=True)
 class SampledFrame:
-    """A frame chosen for analysis, already scaled to its letterbox content size (BGR)."""
+    """A frame chosen for analysis, already scaled to its letterbox content size (in the model's channel order)."""
 
     camera: str
     seq: int
@@ -63,9 +63,12 @@ class Decoded(NamedTuple):
 class FrameSource:
     """One camera's decode side (runs on a decode thread, one call at a time)."""
 
-    def __init__(self, camera: str, input_size: tuple[int, int], detect_fps: float, stages: Stages) -> None:
+    def __init__(
+        self, camera: str, input_size: tuple[int, int], detect_fps: float, stages: Stages, pixel_format: str = "bgr24"
+    ) -> None:
         self.camera = camera
         self.input_size = input_size
+        self.pixel_format = pixel_format
         self._detect_fps = detect_fps
         self._stages = stages
         self._decoder: CpuDecoder | None = None
@@ -104,7 +107,7 @@ class FrameSource:
                 continue
             letterbox = Letterbox.fit(frame.width, frame.height, *self.input_size)
             with self._stages.measure("convert"):
-                image = CpuDecoder.convert(frame, letterbox)
+                image = CpuDecoder.convert(frame, letterbox, self.pixel_format)
             frames.append(
                 SampledFrame(self.camera, self.next_seq, source.pts, image, letterbox, source.received, source.wallclock)
             )
@@ -120,13 +123,14 @@ class Analyzer:
 
     def __init__(self, config: Config, stages: Stages, latencies: Latencies) -> None:
         width, height = config.model.input
-        self._preprocess = Preprocessor(width, height, config.pipeline.max_batch)
-        self._engine = OnnxRuntimeEngine(
-            config.model.onnx,
-            intra_op_threads=config.model.intra_op_threads,
-            inter_op_threads=config.model.inter_op_threads,
+        convention = input_convention(config.model.kind)
+        self._preprocess = Preprocessor(
+            width, height, config.pipeline.max_batch, mean=convention.mean, std=convention.std
         )
-        self._decoder = RetinaFaceDecoder(width, height, config.model.score_threshold, config.model.nms_iou)
+        self._engine = create_engine(config)
+        self._decoder = output_decoder(
+            config.model.kind, width, height, config.model.score_threshold, config.model.nms_iou
+        )
         self._stages = stages
         self._latencies = latencies
         # The first runs allocate buffers and pick kernels (hundreds of ms): do it before any
@@ -141,7 +145,7 @@ class Analyzer:
         with self._stages.measure("inference", n):
             outputs = self._engine(tensor)
         with self._stages.measure("postprocess", n):
-            faces = self._decoder(outputs["loc"], outputs["conf"], outputs["landmarks"], [f.letterbox for f in frames])
+            faces = self._decoder(outputs, [f.letterbox for f in frames])
             now = time.monotonic()
             out = []
             for frame, found in zip(frames, faces):
@@ -168,8 +172,8 @@ def _check_supported(config: Config) -> None:
         raise ConfigError(f"model.onnx: {config.model.onnx} not found (scripts/setup.sh extracts the default model)")
     if config.pipeline.device == "gpu":
         raise ConfigError('pipeline.device: "gpu" is not available yet (TensorRT/NVDEC path); use "cpu" or "auto"')
-    if config.model.precision != "fp32":
-        raise ConfigError(f'model.precision: "{config.model.precision}" is not available on the CPU engine yet; use "fp32"')
+    if config.model.precision == "fp16":
+        raise ConfigError('model.precision: "fp16" needs the GPU (TensorRT); on the CPU use "fp32" or "int8"')
 
 
 @dataclass(slots=True)
@@ -193,7 +197,13 @@ class Runtime:
         width, height = config.model.input
         self._cameras = {
             cam.id: _CameraState(
-                FrameSource(cam.id, (width, height), config.pipeline.detect_fps, self.stages),
+                FrameSource(
+                    cam.id,
+                    (width, height),
+                    config.pipeline.detect_fps,
+                    self.stages,
+                    input_convention(config.model.kind).pixel_format,
+                ),
                 asyncio.Queue(ACCESS_UNIT_QUEUE),
             )
             for cam in config.camera

@@ -45,11 +45,14 @@ class CpuDecoder:
             raise DecodeError(f"decoder rejected access unit: {exc}") from exc
 
     @staticmethod
-    def convert(frame: av.VideoFrame, letterbox: Letterbox) -> np.ndarray:
-        """Scale + colour-convert one frame to BGR24 at the letterbox content size (HWC uint8)."""
-        return frame.to_ndarray(
+    def convert(frame: av.VideoFrame, letterbox: Letterbox, pixel_format: str = "bgr24") -> np.ndarray:
+        """Scale + colour-convert one frame to ``pixel_format`` (``"bgr24"`` or ``"rgb24"``, the
+        model's channel order) at the letterbox content size (HWC uint8, rows densely packed)."""
+        image = frame.to_ndarray(
             width=letterbox.content_width,
             height=letterbox.content_height,
-            format="bgr24",
+            format=pixel_format,
             interpolation="BILINEAR",
         )
+        # swscale pads rows to its alignment (e.g. 472 px wide); DALI takes dense arrays only.
+        return np.ascontiguousarray(image)

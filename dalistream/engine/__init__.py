@@ -1,0 +1,52 @@
+"""Inference engines: ONNX Runtime (FP32 / INT8 QDQ) on the CPU; TensorRT engines are built by :mod:`.tensorrt`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dalistream.config import Config, ConfigError, ModelConfig
+from dalistream.engine.onnxruntime import OnnxRuntimeEngine
+from dalistream.models.kinds import input_convention
+
+if TYPE_CHECKING:  # quantize pulls in onnx and the quantization tools: only load them for INT8
+    from dalistream.engine.quantize import QuantizeSettings
+
+
+def quantize_settings(model: ModelConfig) -> QuantizeSettings:
+    """The INT8 quantization settings ``[model]`` asks for."""
+    from dalistream.engine.quantize import QuantizeSettings
+
+    return QuantizeSettings(
+        input_size=model.input,
+        convention=input_convention(model.kind),
+        calibration=model.calibration,
+        exclude=model.int8_exclude,
+    )
+
+
+def cpu_model_path(model: ModelConfig) -> Path:
+    """The ONNX file the CPU engine runs: the source model, or its cached INT8 version (built if absent)."""
+    match model.precision:
+        case "fp32":
+            return model.onnx
+        case "int8":
+            from dalistream.engine.quantize import QuantizationError, cached_int8_model
+
+            try:
+                return cached_int8_model(model.onnx, model.calib_dir, model.cache_dir, quantize_settings(model))
+            except QuantizationError as exc:
+                raise ConfigError(f"model.precision: int8 model cannot be made: {exc}") from exc
+        case other:
+            raise ConfigError(f'model.precision: "{other}" has no CPU engine; use "fp32" or "int8"')
+
+
+def create_engine(config: Config | ModelConfig) -> OnnxRuntimeEngine:
+    """The inference engine for ``config`` (or just its ``[model]``): ONNX Runtime FP32, or INT8
+    from the quantized-model cache (quantized on first use, about a minute for 100 frames)."""
+    model = config.model if isinstance(config, Config) else config
+    return OnnxRuntimeEngine(
+        cpu_model_path(model),
+        intra_op_threads=model.intra_op_threads,
+        inter_op_threads=model.inter_op_threads,
+    )

@@ -1,0 +1,107 @@
+"""SCRFD head decoding (insightface ``scrfd_*_bnkps`` ONNX exports), bring-your-own weights.
+
+Per stride 8, 16 and 32 the model outputs a face score ``(A, 1)``, box distances ``(A, 4)``
+(left, top, right, bottom, in units of the stride) and landmark offsets ``(A, 10)`` (in units
+of the stride), where ``A = 2 * (H // stride) * (W // stride)``: two anchors per cell, both
+centred on ``(x * stride, y * stride)``, cells row-major. Exports with a dynamic batch add a
+leading ``N`` axis; batch-1 exports do not. Outputs are told apart by shape, not by name or
+order. Input: RGB, ``(pixel - 127.5) / 128``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from dalistream.geometry import Letterbox
+from dalistream.models.convention import InputConvention, check_letterboxes, check_thresholds, finish, top_k_per_image
+from dalistream.models.retinaface import Faces
+
+INPUT_CONVENTION = InputConvention("rgb24", (127.5, 127.5, 127.5), (128.0, 128.0, 128.0))
+STRIDES = (8, 16, 32)
+ANCHORS_PER_CELL = 2
+_KINDS = {1: "score", 4: "bbox", 10: "kps"}  # last axis length → output kind
+
+
+def scrfd_anchor_centers(input_width: int, input_height: int) -> np.ndarray:
+    """Anchor centres ``(A, 2)`` in input pixels plus their stride ``(A,)``, all strides in output order."""
+    per_stride = []
+    for stride in STRIDES:
+        rows, cols = input_height // stride, input_width // stride
+        ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        centers = np.stack((xs, ys), axis=-1).reshape(-1, 1, 2) * stride
+        centers = np.repeat(centers, ANCHORS_PER_CELL, axis=1).reshape(-1, 2)
+        per_stride.append(np.column_stack((centers, np.full(len(centers), stride))))
+    return np.concatenate(per_stride).astype(np.float64)
+
+
+class ScrfdDecoder:
+    """Turns a batch of SCRFD outputs into :class:`Faces`, one per image.
+
+    Scores of all strides are thresholded over the whole batch first; only survivors (at most
+    ``pre_nms_top_k`` per image) are decoded, then one batched NMS runs.
+    """
+
+    def __init__(
+        self,
+        input_width: int,
+        input_height: int,
+        score_threshold: float,
+        nms_iou: float,
+        pre_nms_top_k: int = 5000,
+        max_faces: int = 750,
+    ) -> None:
+        check_thresholds(score_threshold, nms_iou, pre_nms_top_k, max_faces)
+        self.input_width = input_width
+        self.input_height = input_height
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self.pre_nms_top_k = pre_nms_top_k
+        self.max_faces = max_faces
+        self._anchors = scrfd_anchor_centers(input_width, input_height)
+        self._per_stride = {
+            ANCHORS_PER_CELL * (input_height // s) * (input_width // s): s for s in STRIDES
+        }
+
+    def __call__(self, outputs: Mapping[str, np.ndarray], letterboxes: Sequence[Letterbox]) -> list[Faces]:
+        """Decode one batch; ``outputs`` holds the nine score/bbox/kps outputs under any names."""
+        score, bbox, kps = self._arrange(outputs)
+        check_letterboxes(letterboxes, score.shape[0], self.input_width, self.input_height)
+
+        image_idx, anchor_idx = np.nonzero(score > self.score_threshold)
+        scores = score[image_idx, anchor_idx]
+        top = top_k_per_image(image_idx, scores, self.pre_nms_top_k)
+        image_idx, anchor_idx, scores = image_idx[top], anchor_idx[top], scores[top]
+
+        anchors = self._anchors[anchor_idx]
+        centers, stride = anchors[:, :2], anchors[:, 2:]
+        distances = bbox[image_idx, anchor_idx].astype(np.float64) * stride
+        boxes = np.concatenate((centers - distances[:, :2], centers + distances[:, 2:]), axis=1)
+        offsets = kps[image_idx, anchor_idx].astype(np.float64).reshape(-1, 5, 2) * stride[:, None]
+        points = centers[:, None, :] + offsets
+        return finish(boxes, scores, points, image_idx, letterboxes, self.nms_iou, self.max_faces)
+
+    def _arrange(self, outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sort the outputs into (N, A, 1|4|10) arrays over all strides, in anchor order."""
+        found: dict[tuple[str, int], np.ndarray] = {}
+        for name, array in outputs.items():
+            if array.ndim == 2:
+                array = array[None]
+            kind = _KINDS.get(array.shape[-1]) if array.ndim == 3 else None
+            stride = self._per_stride.get(array.shape[1]) if array.ndim == 3 else None
+            if kind is None or stride is None or (kind, stride) in found:
+                raise ValueError(
+                    f"SCRFD output {name!r} of shape {array.shape} does not fit a "
+                    f"{self.input_width}x{self.input_height} input (expected [N,] A x 1|4|10 per stride "
+                    f"{'/'.join(map(str, STRIDES))}, once each)"
+                )
+            found[(kind, stride)] = array
+        missing = [f"{k}@{s}" for k in _KINDS.values() for s in STRIDES if (k, s) not in found]
+        if missing:
+            raise ValueError(f"SCRFD outputs missing: {', '.join(missing)} (a *_bnkps export has nine outputs)")
+        sizes = {array.shape[0] for array in found.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"SCRFD outputs disagree on the batch size: {sorted(sizes)}")
+        score, bbox, kps = (np.concatenate([found[(k, s)] for s in STRIDES], axis=1) for k in _KINDS.values())
+        return score[..., 0], bbox, kps
