@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from dalistream.models.retinaface import Faces
+from dalistream.models.faces import Faces
 
 SCHEMA_VERSION = 1
 

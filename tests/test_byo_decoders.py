@@ -9,7 +9,7 @@ import reference_byo as ref
 from dalistream.config import ConfigError, from_mapping
 from dalistream.geometry import Letterbox
 from dalistream.models.kinds import MODEL_KINDS, input_convention, output_decoder
-from dalistream.models.retinaface import Faces
+from dalistream.models.faces import Faces
 from dalistream.models.scrfd import ScrfdDecoder
 from dalistream.models.yolov5face import YoloV5FaceDecoder
 

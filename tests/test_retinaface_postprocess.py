@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 import reference_retinaface as ref
 from dalistream.geometry import Letterbox
 from dalistream.models.nms import batched_nms, nms
-from dalistream.models.retinaface import Faces, RetinaFaceDecoder, retinaface_priors
+from dalistream.models.faces import Faces
+from dalistream.models.retinaface import RetinaFaceDecoder, retinaface_priors
 
 
 INPUT_W, INPUT_H = 960, 544

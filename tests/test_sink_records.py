@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dalistream import records
-from dalistream.models.retinaface import Faces
+from dalistream.models.faces import Faces
 from dalistream.sinks import JsonlWriter
 
 

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from dalistream.geometry import Letterbox
-from dalistream.models.convention import InputConvention, check_letterboxes, check_thresholds, finish, top_k_per_image
-from dalistream.models.retinaface import Faces
+from dalistream.models.convention import InputConvention
+from dalistream.models.faces import FaceDecoder, Faces, check_letterboxes, finish, top_k_per_image
 
 INPUT_CONVENTION = InputConvention("rgb24", (127.5, 127.5, 127.5), (128.0, 128.0, 128.0))
 STRIDES = (8, 16, 32)
@@ -36,29 +36,15 @@ def scrfd_anchor_centers(input_width: int, input_height: int) -> np.ndarray:
     return np.concatenate(per_stride).astype(np.float64)
 
 
-class ScrfdDecoder:
+class ScrfdDecoder(FaceDecoder):
     """Turns a batch of SCRFD outputs into :class:`Faces`, one per image.
 
     Scores of all strides are thresholded over the whole batch first; only survivors (at most
     ``pre_nms_top_k`` per image) are decoded, then one batched NMS runs.
     """
 
-    def __init__(
-        self,
-        input_width: int,
-        input_height: int,
-        score_threshold: float,
-        nms_iou: float,
-        pre_nms_top_k: int = 5000,
-        max_faces: int = 750,
-    ) -> None:
-        check_thresholds(score_threshold, nms_iou, pre_nms_top_k, max_faces)
-        self.input_width = input_width
-        self.input_height = input_height
-        self.score_threshold = score_threshold
-        self.nms_iou = nms_iou
-        self.pre_nms_top_k = pre_nms_top_k
-        self.max_faces = max_faces
+    def _prepare(self) -> None:
+        input_width, input_height = self.input_width, self.input_height
         self._anchors = scrfd_anchor_centers(input_width, input_height)
         self._per_stride = {
             ANCHORS_PER_CELL * (input_height // s) * (input_width // s): s for s in STRIDES

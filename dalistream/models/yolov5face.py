@@ -13,36 +13,19 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from dalistream.geometry import Letterbox
-from dalistream.models.convention import InputConvention, check_letterboxes, check_thresholds, finish, top_k_per_image
-from dalistream.models.retinaface import Faces
+from dalistream.models.convention import InputConvention
+from dalistream.models.faces import FaceDecoder, Faces, check_letterboxes, finish, top_k_per_image
 
 INPUT_CONVENTION = InputConvention("rgb24", (0.0, 0.0, 0.0), (255.0, 255.0, 255.0))
 VALUES_PER_ANCHOR = 16
 
 
-class YoloV5FaceDecoder:
+class YoloV5FaceDecoder(FaceDecoder):
     """Turns a batch of YOLOv5-Face outputs into :class:`Faces`, one per image.
 
     Scores are thresholded over the whole batch first; only survivors (at most
     ``pre_nms_top_k`` per image) are converted to corner boxes, then one batched NMS runs.
     """
-
-    def __init__(
-        self,
-        input_width: int,
-        input_height: int,
-        score_threshold: float,
-        nms_iou: float,
-        pre_nms_top_k: int = 5000,
-        max_faces: int = 750,
-    ) -> None:
-        check_thresholds(score_threshold, nms_iou, pre_nms_top_k, max_faces)
-        self.input_width = input_width
-        self.input_height = input_height
-        self.score_threshold = score_threshold
-        self.nms_iou = nms_iou
-        self.pre_nms_top_k = pre_nms_top_k
-        self.max_faces = max_faces
 
     def __call__(self, outputs: Mapping[str, np.ndarray], letterboxes: Sequence[Letterbox]) -> list[Faces]:
         """Decode one batch; ``outputs`` holds the model's single output under any name."""
