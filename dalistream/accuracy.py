@@ -17,12 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
-from PIL import Image
 
 from dalistream.config import ConfigError, ModelConfig
-from dalistream.decode import CpuDecoder
+from dalistream.decode.images import ImageError, load_image
 from dalistream.engine import create_engine
 from dalistream.evaluation import Detections, GroundTruthError, ImageTruth, evaluate, load_ground_truth
 from dalistream.geometry import Letterbox
@@ -41,18 +39,6 @@ class EvaluationError(RuntimeError):
     """The image folder does not match the ground truth (missing image, different size)."""
 
 
-def load_frame(path: Path, input_size: tuple[int, int], pixel_format: str) -> tuple[np.ndarray, Letterbox]:
-    """Decode an image file and convert it exactly as the live path converts a decoded frame."""
-    try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
-    except OSError as exc:
-        raise EvaluationError(f"cannot read image {path}: {exc}") from exc
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-    letterbox = Letterbox.fit(frame.width, frame.height, *input_size)
-    return CpuDecoder.convert(frame, letterbox, pixel_format), letterbox
-
-
 def detect(
     model: ModelConfig, images: Path, truth: Sequence[ImageTruth], batch_size: int = EVAL_BATCH
 ) -> dict[str, Detections]:
@@ -67,7 +53,10 @@ def detect(
         path = images / item.name
         if not path.is_file():
             raise EvaluationError(f"image {path} listed in the ground truth is missing")
-        image, letterbox = load_frame(path, model.input, convention.pixel_format)
+        try:
+            image, letterbox = load_image(path, model.input, convention.pixel_format)
+        except ImageError as exc:
+            raise EvaluationError(str(exc)) from exc
         if (letterbox.source_width, letterbox.source_height) != (item.width, item.height):
             raise EvaluationError(
                 f"{item.name}: image is {letterbox.source_width}x{letterbox.source_height}, "

@@ -22,7 +22,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import onnx
 import onnxruntime
@@ -38,8 +37,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from dalistream.config import RETINAFACE_INT8_EXCLUDE
-from dalistream.decode import CpuDecoder
-from dalistream.geometry import Letterbox
+from dalistream.decode.images import ImageError, load_image
 from dalistream.models.convention import InputConvention
 from dalistream.models.kinds import RETINAFACE_INPUT
 from dalistream.preprocess import Preprocessor
@@ -129,15 +127,11 @@ def cache_key(source_hash: str, calibration_hash: str, settings: QuantizeSetting
 
 
 def load_frame(path: Path, input_size: tuple[int, int], pixel_format: str = "bgr24") -> np.ndarray:
-    """One image as the live pipeline would hand it to the preprocessor: ``pixel_format``, letterbox content size."""
+    """One calibration image as the live pipeline would hand it to the preprocessor."""
     try:
-        with av.open(str(path)) as container:
-            frame = next(container.decode(video=0))
-    except (av.FFmpegError, StopIteration) as exc:
-        raise QuantizationError(f"cannot decode calibration image {path}: {exc}") from exc
-    letterbox = Letterbox.fit(frame.width, frame.height, *input_size)
-    # swscale pads rows to its alignment; DALI's external source takes dense arrays only.
-    return np.ascontiguousarray(CpuDecoder.convert(frame, letterbox, pixel_format))
+        return load_image(path, input_size, pixel_format)[0]
+    except ImageError as exc:
+        raise QuantizationError(str(exc)) from exc
 
 
 class FrameCalibrationReader(CalibrationDataReader):
