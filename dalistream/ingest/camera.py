@@ -126,7 +126,7 @@ class CameraIngest:
             if error is not None:
                 if not isinstance(error, SESSION_ERRORS):
                     raise error
-                reason = "keep-alive failed: " + _describe(error, self._session.password)
+                reason = "keep-alive failed: " + self._session.describe(error)
                 self._drop_session()
                 self._execute(self._machine.failed(self._clock(), reason))
         if self._session_task is not None and self._session_task.done():
@@ -135,7 +135,7 @@ class CameraIngest:
             if error is None:
                 reason = "closed by server"
             elif isinstance(error, SESSION_ERRORS):
-                reason = _describe(error, self._session.password)
+                reason = self._session.describe(error)
             else:
                 raise error
             self._drop_session()  # a keep-alive may still be waiting on the dead connection
@@ -216,12 +216,6 @@ class CameraIngest:
                 pass  # a stream joined mid-GOP starts at its next IDR: nothing was lost
             case AccessUnitDropped():
                 self._sink.lost(self.camera.id, frames=1)
-
-
-def _describe(exc: BaseException, secret: str | None) -> str:
-    """A one-line reason for an event, with the camera's password never in it."""
-    text = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return text.replace(secret, "***") if secret else text
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

@@ -24,7 +24,14 @@ from dalistream.rtp.packet import RtpPacket
 from dalistream.rtp.sdp import VideoFormat, video_format
 
 from .auth import Credentials
-from .secure_connection import DEFAULT_RTSPS_PORT, RedactingLogger, RtspConnection, client_ssl_context, credential_secrets
+from .secure_connection import (
+    DEFAULT_RTSPS_PORT,
+    RedactingLogger,
+    RtspConnection,
+    client_ssl_context,
+    credential_secrets,
+    redact,
+)
 
 DEFAULT_RTSP_PORT = 554
 DEFAULT_SESSION_TIMEOUT_S = 60.0  # RFC 2326 §12.37, when the server's Session header has none
@@ -109,7 +116,6 @@ class RtspSession:
         if credentials is None and parts.username:
             credentials = Credentials(unquote(parts.username), unquote(parts.password or ""))
         self.credentials = credentials
-        self.password = credentials.password if credentials else None
         self.ssl_context = (ssl_context or client_ssl_context(verify=True, ca_file=None)) if tls else None
         self.media_url = sanitize_rtsp_url(url)
         self.transport_name = transport
@@ -129,6 +135,10 @@ class RtspSession:
         if (user_password := camera.credentials()) is not None:
             credentials = Credentials(*user_password)
         return cls(camera.url, transport, timeout_s=camera.timeout_s, credentials=credentials, ssl_context=ssl_context)
+
+    def describe(self, error: BaseException) -> str:
+        """A one-line reason for an event about ``error``, with this camera's credentials never in it."""
+        return redact(f"{type(error).__name__}: {error}".splitlines()[0], credential_secrets(self.credentials))
 
     def count_received(self, packet: RtpPacket) -> None:
         if self._transport is not None:
