@@ -167,41 +167,16 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from dalistream.engine import cpu_model_path, quantize_settings
+    from dalistream.engine import build
+    from dalistream.engine.tensorrt import EngineBuildError
 
     config = config_module.load(args.target_config)
-    if not config.model.onnx.is_file():
-        raise config_module.ConfigError(f"model.onnx: {config.model.onnx} not found")
-    if config.pipeline.device != "gpu":
-        path = cpu_model_path(config.model)
-        print(json.dumps({"device": "cpu", "precision": config.model.precision, "model": str(path)}))
-        return 0
-    from dalistream.engine.quantize import calibration_images
-    from dalistream.engine.tensorrt import CalibrationBatches, EngineBuildError, build_engine, precision_plan, profile_shapes
-
-    if config.model.profile[2] < config.pipeline.max_batch:
-        raise config_module.ConfigError(
-            f"model.profile: max batch {config.model.profile[2]} is below pipeline.max_batch {config.pipeline.max_batch}"
-        )
-    settings = quantize_settings(config.model)
-    calibration = None
-    if config.model.precision == "int8":
-        images = calibration_images(config.model.calib_dir, settings.max_frames) if config.model.calib_dir.is_dir() else []
-        if not images:
-            raise config_module.ConfigError(f"model.calib_dir: no calibration frames in {config.model.calib_dir}")
-        calibration = CalibrationBatches(images, config.model.profile[1], config.model.input, settings.convention)
     try:
-        path = build_engine(
-            config.model.onnx,
-            config.model.cache_dir,
-            plan=precision_plan(config.model.precision, config.model.int8_exclude),
-            profile=profile_shapes(config.model.profile, config.model.input),
-            calibration=calibration,
-        )
+        built = build(config)
     except EngineBuildError as exc:
         log.error("engine build failed", error=str(exc))
         return 1
-    print(json.dumps({"device": "gpu", "precision": config.model.precision, "engine": str(path)}))
+    print(json.dumps(built))
     return 0
 
 

@@ -50,3 +50,34 @@ def create_engine(config: Config | ModelConfig) -> OnnxRuntimeEngine:
         intra_op_threads=model.intra_op_threads,
         inter_op_threads=model.inter_op_threads,
     )
+
+
+def build(config: Config) -> dict[str, str]:
+    """Build what ``config``'s device runs: the cached INT8 (or FP32) model on the CPU, a TensorRT
+    engine on the GPU. Raises :class:`ConfigError` for settings that cannot be built and
+    :class:`~dalistream.engine.tensorrt.EngineBuildError` when the GPU build fails."""
+    model = config.model
+    if not model.onnx.is_file():
+        raise ConfigError(f"model.onnx: {model.onnx} not found")
+    if config.pipeline.device != "gpu":
+        return {"device": "cpu", "precision": model.precision, "model": str(cpu_model_path(model))}
+    from dalistream.engine.quantize import calibration_images
+    from dalistream.engine.tensorrt import CalibrationBatches, build_engine, precision_plan, profile_shapes
+
+    if model.profile[2] < config.pipeline.max_batch:
+        raise ConfigError(f"model.profile: max batch {model.profile[2]} is below pipeline.max_batch {config.pipeline.max_batch}")
+    calibration = None
+    if model.precision == "int8":
+        settings = quantize_settings(model)
+        images = calibration_images(model.calib_dir, settings.max_frames) if model.calib_dir.is_dir() else []
+        if not images:
+            raise ConfigError(f"model.calib_dir: no calibration frames in {model.calib_dir}")
+        calibration = CalibrationBatches(images, model.profile[1], model.input, settings.convention)
+    path = build_engine(
+        model.onnx,
+        model.cache_dir,
+        plan=precision_plan(model.precision, model.int8_exclude),
+        profile=profile_shapes(model.profile, model.input),
+        calibration=calibration,
+    )
+    return {"device": "gpu", "precision": model.precision, "engine": str(path)}
