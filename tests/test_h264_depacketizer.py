@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import av
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from depacketizer_helpers import decoded_frames, drops, feed_all, rtp, units
 from rtp_packetizer import H264Packetizer, annexb, split_annexb
 
-from dalistream.rtp.h264 import FU_A, STAP_A, AccessUnit, AccessUnitDropped, H264Depacketizer, H264Event, PacketLoss
+from dalistream.rtp.h264 import FU_A, STAP_A, AccessUnit, AccessUnitDropped, H264Depacketizer, PacketLoss
 from dalistream.rtp.packet import RtpPacket
 
 SPS = bytes.fromhex("6742001eab")
@@ -28,28 +29,14 @@ GOP = 10  # frames; IDR access units are 0, 10, 20, 30
 FRAME_TICKS = 3000  # 90 kHz / 30 fps
 
 
-def rtp(payload: str | bytes, *, seq: int, ts: int = 0, marker: bool = False, ssrc: int = 1) -> RtpPacket:
-    if isinstance(payload, str):
-        payload = bytes.fromhex(payload)
-    return RtpPacket(pt=96, marker=marker, seq=seq, ts=ts, ssrc=ssrc, payload=payload)
 
 
-def feed_all(depacketizer: H264Depacketizer, packets: Iterable[RtpPacket], *, flush: bool = True) -> list[H264Event]:
-    events = [event for packet in packets for event in depacketizer.feed(packet)]
-    return events + depacketizer.flush() if flush else events
 
 
-def units(events: Iterable[H264Event]) -> list[AccessUnit]:
-    return [event for event in events if isinstance(event, AccessUnit)]
 
 
-def drops(events: Iterable[H264Event]) -> list[tuple[int, str]]:
-    return [(event.ts, event.reason) for event in events if isinstance(event, AccessUnitDropped)]
 
 
-def decoded_frames(annexb_stream: bytes) -> int:
-    with av.open(io.BytesIO(annexb_stream), format="h264") as container:
-        return sum(1 for _ in container.decode(video=0))
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +128,7 @@ def test_camera_stream_round_trip_decodes(camera_stream: list[list[bytes]]) -> N
     assert [unit.data for unit in events] == [annexb(nals) for nals in camera_stream]
     assert [unit.key for unit in units(events)] == [is_idr(nals) for nals in camera_stream]
     assert [unit.ts for unit in units(events)] == [index * FRAME_TICKS for index in range(FRAMES)]
-    assert decoded_frames(b"".join(unit.data for unit in units(events))) == FRAMES
+    assert decoded_frames(b"".join(unit.data for unit in units(events)), "h264") == FRAMES
 
 
 @pytest.mark.parametrize("max_payload_bytes", [*range(60, 1501, 60), 1459, 65_000])
@@ -192,7 +179,7 @@ def test_sdp_parameter_sets_go_before_first_idr(camera_stream: list[list[bytes]]
     events = feed_all(H264Depacketizer(parameter_sets), H264Packetizer(1200).packetize_all(stream))
     expected = [annexb(parameter_sets + stream[0])] + [annexb(nals) for nals in stream[1:]]
     assert [unit.data for unit in events] == expected
-    assert decoded_frames(b"".join(unit.data for unit in units(events))) == FRAMES
+    assert decoded_frames(b"".join(unit.data for unit in units(events)), "h264") == FRAMES
 
 
 def test_in_band_parameter_sets_are_not_duplicated(camera_stream: list[list[bytes]]) -> None:
@@ -225,7 +212,7 @@ def test_joining_mid_gop_waits_for_idr(camera_stream: list[list[bytes]]) -> None
     emitted = units(events)
     assert emitted[0] == AccessUnit(GOP * FRAME_TICKS, True, annexb(parameter_sets + stream[GOP]))
     assert [unit.data for unit in emitted[1:]] == [annexb(nals) for nals in stream[GOP + 1:]]
-    assert decoded_frames(b"".join(unit.data for unit in emitted)) == FRAMES - GOP
+    assert decoded_frames(b"".join(unit.data for unit in emitted), "h264") == FRAMES - GOP
 
 
 def test_loss_drops_until_next_idr_then_recovers(camera_stream: list[list[bytes]]) -> None:
@@ -244,7 +231,7 @@ def test_loss_drops_until_next_idr_then_recovers(camera_stream: list[list[bytes]
     # The IDR that ends the loss gets the parameter sets again; later IDRs do not.
     assert emitted[13].data == annexb(parameter_sets + stream[20])
     assert emitted[23].data == annexb(stream[30])
-    assert decoded_frames(b"".join(unit.data for unit in emitted)) == len(emitted)
+    assert decoded_frames(b"".join(unit.data for unit in emitted), "h264") == len(emitted)
 
 
 def test_loss_of_idr_head_waits_for_the_following_idr(camera_stream: list[list[bytes]]) -> None:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import av
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from depacketizer_helpers import decoded_frames, drops, feed_all, rtp, units
 from rtp_packetizer import annexb, split_annexb
 from rtp_packetizer_h265 import AP, FU, PACI, H265Packetizer, nal_type
 
 from dalistream.rtp import depacketizer_for
-from dalistream.rtp.depacketizer import AccessUnit, AccessUnitDropped, DepacketizerEvent, PacketLoss
+from dalistream.rtp.depacketizer import AccessUnit, AccessUnitDropped, PacketLoss
 from dalistream.rtp.h264 import H264Depacketizer
 from dalistream.rtp.h265 import H265Depacketizer
 from dalistream.rtp.packet import RtpPacket
@@ -37,28 +38,14 @@ FRAME_TICKS = 3000  # 90 kHz / 30 fps
 PARAMETER_SET_TYPES = (32, 33, 34)
 
 
-def rtp(payload: str | bytes, *, seq: int, ts: int = 0, marker: bool = False, ssrc: int = 1) -> RtpPacket:
-    if isinstance(payload, str):
-        payload = bytes.fromhex(payload)
-    return RtpPacket(pt=96, marker=marker, seq=seq, ts=ts, ssrc=ssrc, payload=payload)
 
 
-def feed_all(depacketizer: H265Depacketizer, packets: Iterable[RtpPacket], *, flush: bool = True) -> list[DepacketizerEvent]:
-    events = [event for packet in packets for event in depacketizer.feed(packet)]
-    return events + depacketizer.flush() if flush else events
 
 
-def units(events: Iterable[DepacketizerEvent]) -> list[AccessUnit]:
-    return [event for event in events if isinstance(event, AccessUnit)]
 
 
-def drops(events: Iterable[DepacketizerEvent]) -> list[tuple[int, str]]:
-    return [(event.ts, event.reason) for event in events if isinstance(event, AccessUnitDropped)]
 
 
-def decoded_frames(annexb_stream: bytes) -> int:
-    with av.open(io.BytesIO(annexb_stream), format="hevc") as container:
-        return sum(1 for _ in container.decode(video=0))
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +181,7 @@ def test_camera_stream_round_trip_decodes(camera_stream: list[list[bytes]], donl
     assert [unit.data for unit in events] == [annexb(nals) for nals in camera_stream]
     assert [unit.key for unit in units(events)] == [is_irap(nals) for nals in camera_stream]
     assert [unit.ts for unit in units(events)] == [index * FRAME_TICKS for index in range(FRAMES)]
-    assert decoded_frames(b"".join(unit.data for unit in units(events))) == FRAMES
+    assert decoded_frames(b"".join(unit.data for unit in units(events)), "hevc") == FRAMES
 
 
 MTUS = [*range(60, 1501, 80), 1459, 65_000]
@@ -251,7 +238,7 @@ def test_sdp_parameter_sets_go_before_first_irap(camera_stream: list[list[bytes]
     events = feed_all(H265Depacketizer(parameter_sets), H265Packetizer(1200).packetize_all(stream))
     expected = [annexb(parameter_sets + stream[0])] + [annexb(nals) for nals in stream[1:]]
     assert [unit.data for unit in events] == expected
-    assert decoded_frames(b"".join(unit.data for unit in units(events))) == FRAMES
+    assert decoded_frames(b"".join(unit.data for unit in units(events)), "hevc") == FRAMES
 
 
 def test_in_band_parameter_sets_are_not_duplicated(camera_stream: list[list[bytes]]) -> None:
@@ -285,7 +272,7 @@ def test_joining_mid_gop_waits_for_irap(camera_stream: list[list[bytes]]) -> Non
     emitted = units(events)
     assert emitted[0] == AccessUnit(GOP * FRAME_TICKS, True, annexb(parameter_sets + stream[GOP]))
     assert [unit.data for unit in emitted[1:]] == [annexb(nals) for nals in stream[GOP + 1:]]
-    assert decoded_frames(b"".join(unit.data for unit in emitted)) == FRAMES - GOP
+    assert decoded_frames(b"".join(unit.data for unit in emitted), "hevc") == FRAMES - GOP
 
 
 @pytest.mark.parametrize("donl", [False, True], ids=["plain", "donl"])
@@ -304,7 +291,7 @@ def test_loss_drops_until_next_irap_then_recovers(camera_stream: list[list[bytes
     assert [unit.ts // FRAME_TICKS for unit in emitted] == [*range(13), *range(20, FRAMES)]
     # The IRAP that ends the loss gets the parameter sets again.
     assert emitted[13].data == annexb(parameter_sets + stream[20])
-    assert decoded_frames(b"".join(unit.data for unit in emitted)) == len(emitted)
+    assert decoded_frames(b"".join(unit.data for unit in emitted), "hevc") == len(emitted)
 
 
 def test_loss_of_irap_head_waits_for_the_following_irap(camera_stream: list[list[bytes]]) -> None:
