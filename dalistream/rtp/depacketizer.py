@@ -182,6 +182,16 @@ class Depacketizer(ABC):
         self._fu = None
         self._buffered_bytes = 0
 
+    def _add_fragment(self, fragment: bytes, end: bool) -> None:
+        """Append a fragmentation unit's payload to the open NAL unit; the end bit completes it."""
+        if not self._reserve(len(fragment)):
+            return
+        self._fu += fragment
+        if end:
+            # S and E both set violates RFC 6184 5.8 / RFC 7798 4.4.3 but is harmless: accept the NAL unit.
+            self._nals.append(bytes(self._fu))
+            self._fu = None
+
     def _reserve(self, size: int) -> bool:
         """Account for ``size`` more Annex-B bytes, or drop the access unit as ``"too_large"``."""
         if self._buffered_bytes + size > self._max_access_unit_bytes:

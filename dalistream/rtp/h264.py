@@ -123,11 +123,4 @@ class H264Depacketizer(Depacketizer):
         elif self._fu is None or _type_field(self._fu[0]) != nal_type:
             self._fail("malformed")
             return
-        fragment = payload[2:]
-        if not self._reserve(len(fragment)):
-            return
-        self._fu += fragment
-        if end:
-            # S and E both set is a spec violation (RFC 6184 5.8) but harmless: accept the whole NAL unit.
-            self._nals.append(bytes(self._fu))
-            self._fu = None
+        self._add_fragment(payload[2:], end)

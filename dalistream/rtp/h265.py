@@ -162,11 +162,4 @@ class H265Depacketizer(Depacketizer):
         elif self._fu is None or _type_field(self._fu[0]) != nal_type:
             self._fail("malformed")
             return
-        fragment = payload[fragment_at:]
-        if not self._reserve(len(fragment)):
-            return
-        self._fu += fragment
-        if end:
-            # S and E both set violates RFC 7798 4.4.3 but is harmless: accept the whole NAL unit.
-            self._nals.append(bytes(self._fu))
-            self._fu = None
+        self._add_fragment(payload[fragment_at:], end)
