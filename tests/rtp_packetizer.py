@@ -8,6 +8,7 @@ packet of each access unit.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from dalistream.rtp.packet import RtpPacket
@@ -33,13 +34,15 @@ def annexb(nals: Sequence[bytes]) -> bytes:
     return b"".join(START_CODE + nal for nal in nals)
 
 
-class H264Packetizer:
-    """Packs access units (lists of NAL units without start codes) into RTP packets."""
+class Packetizer(ABC):
+    """Packs access units (lists of NAL units without start codes) into RTP packets.
+
+    The codec subclass says how one NAL unit, an aggregate of small ones and the fragments of a
+    large one are laid out; the packing decisions are the same for H.264 and H.265.
+    """
 
     def __init__(self, max_payload_bytes: int = 1400, *, pt: int = 96, ssrc: int = 0x1234_5678,
                  first_seq: int = 0, aggregate: bool = True) -> None:
-        if max_payload_bytes <= _FU_HEADER_BYTES:
-            raise ValueError(f"max_payload_bytes must exceed the {_FU_HEADER_BYTES}-byte FU-A header")
         self.max_payload_bytes = max_payload_bytes
         self.pt = pt
         self.ssrc = ssrc
@@ -53,16 +56,16 @@ class H264Packetizer:
 
         def close_aggregate() -> None:
             if len(pending) == 1:
-                payloads.append(pending[0])
+                payloads.append(self._single(pending[0]))
             elif pending:
-                payloads.append(self._stap_a(pending))
+                payloads.append(self._aggregate(pending))
             pending.clear()
 
         for nal in nals:
-            if len(nal) > self.max_payload_bytes:
+            if self._single_size(nal) > self.max_payload_bytes:
                 close_aggregate()
-                payloads += self._fu_a(nal)
-            elif self.aggregate and self._stap_a_size([*pending, nal]) <= self.max_payload_bytes:
+                payloads += self._fragments(nal)
+            elif self.aggregate and self._aggregate_size([*pending, nal]) <= self.max_payload_bytes:
                 pending.append(nal)
             else:
                 close_aggregate()
@@ -83,18 +86,53 @@ class H264Packetizer:
         return [packet for index, nals in enumerate(access_units)
                 for packet in self.packetize(nals, first_ts + index * step)]
 
+    @abstractmethod
+    def _single_size(self, nal: bytes) -> int:
+        """Payload bytes of ``nal`` sent alone."""
+
+    @abstractmethod
+    def _single(self, nal: bytes) -> bytes:
+        """The payload carrying ``nal`` alone."""
+
+    @abstractmethod
+    def _aggregate_size(self, nals: Sequence[bytes]) -> int:
+        """Payload bytes of one aggregation packet holding ``nals``."""
+
+    @abstractmethod
+    def _aggregate(self, nals: Sequence[bytes]) -> bytes:
+        """One aggregation packet payload holding ``nals``."""
+
+    @abstractmethod
+    def _fragments(self, nal: bytes) -> list[bytes]:
+        """Fragmentation unit payloads carrying ``nal``."""
+
+
+class H264Packetizer(Packetizer):
+    """RFC 6184 non-interleaved mode: single NAL unit packets, STAP-A and FU-A."""
+
+    def __init__(self, max_payload_bytes: int = 1400, **kwargs) -> None:
+        if max_payload_bytes <= _FU_HEADER_BYTES:
+            raise ValueError(f"max_payload_bytes must exceed the {_FU_HEADER_BYTES}-byte FU-A header")
+        super().__init__(max_payload_bytes, **kwargs)
+
+    def _single_size(self, nal: bytes) -> int:
+        return len(nal)
+
+    def _single(self, nal: bytes) -> bytes:
+        return nal
+
     @staticmethod
-    def _stap_a_size(nals: Sequence[bytes]) -> int:
+    def _aggregate_size(nals: Sequence[bytes]) -> int:
         return _STAP_A_HEADER_BYTES + sum(_STAP_A_SIZE_BYTES + len(nal) for nal in nals)
 
     @staticmethod
-    def _stap_a(nals: Sequence[bytes]) -> bytes:
+    def _aggregate(nals: Sequence[bytes]) -> bytes:
         # F is the OR of the aggregated units' F bits, NRI their maximum (RFC 6184 5.7).
         forbidden = max(nal[0] & 0x80 for nal in nals)
         nri = max(nal[0] & 0x60 for nal in nals)
         return bytes([forbidden | nri | STAP_A]) + b"".join(len(nal).to_bytes(2) + nal for nal in nals)
 
-    def _fu_a(self, nal: bytes) -> list[bytes]:
+    def _fragments(self, nal: bytes) -> list[bytes]:
         indicator = bytes([nal[0] & 0xE0 | FU_A])
         nal_type = nal[0] & 0x1F
         body = nal[1:]

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rtp_packetizer import VIDEO_CLOCK_RATE
+from rtp_packetizer import Packetizer
 
-from dalistream.rtp.packet import RtpPacket
 
 AP = 48
 FU = 49
@@ -29,58 +28,17 @@ def nal_type(nal: bytes) -> int:
     return nal[0] >> 1 & 0x3F
 
 
-class H265Packetizer:
-    """Packs access units (lists of NAL units without start codes) into RTP packets."""
+class H265Packetizer(Packetizer):
+    """RFC 7798: single NAL unit packets, aggregation packets and fragmentation units, optionally with DONL."""
 
     def __init__(self, max_payload_bytes: int = 1400, *, pt: int = 96, ssrc: int = 0x1234_5678,
                  first_seq: int = 0, aggregate: bool = True, donl: bool = False, first_don: int = 0) -> None:
         overhead = _PAYLOAD_HEADER_BYTES + _FU_HEADER_BYTES + (_DONL_BYTES if donl else 0)
         if max_payload_bytes <= overhead:
             raise ValueError(f"max_payload_bytes must exceed the {overhead}-byte FU overhead")
-        self.max_payload_bytes = max_payload_bytes
-        self.pt = pt
-        self.ssrc = ssrc
-        self.seq = first_seq & 0xFFFF
-        self.aggregate = aggregate
+        super().__init__(max_payload_bytes, pt=pt, ssrc=ssrc, first_seq=first_seq, aggregate=aggregate)
         self.donl = donl
         self.don = first_don & 0xFFFF  # decoding order number of the next NAL unit
-
-    def packetize(self, nals: Sequence[bytes], ts: int) -> list[RtpPacket]:
-        """Packets of one access unit with RTP timestamp ``ts``."""
-        payloads: list[bytes] = []
-        pending: list[bytes] = []  # small NAL units waiting to be aggregated
-
-        def close_aggregate() -> None:
-            if len(pending) == 1:
-                payloads.append(self._single(pending[0]))
-            elif pending:
-                payloads.append(self._ap(pending))
-            pending.clear()
-
-        for nal in nals:
-            if self._single_size(nal) > self.max_payload_bytes:
-                close_aggregate()
-                payloads += self._fu(nal)
-            elif self.aggregate and self._ap_size([*pending, nal]) <= self.max_payload_bytes:
-                pending.append(nal)
-            else:
-                close_aggregate()
-                pending.append(nal)
-        close_aggregate()
-
-        packets = []
-        for index, payload in enumerate(payloads):
-            packets.append(RtpPacket(pt=self.pt, marker=index == len(payloads) - 1, seq=self.seq,
-                                     ts=ts & 0xFFFF_FFFF, ssrc=self.ssrc, payload=payload))
-            self.seq = (self.seq + 1) & 0xFFFF
-        return packets
-
-    def packetize_all(self, access_units: Sequence[Sequence[bytes]], *, first_ts: int = 0,
-                      frame_rate: int = 30) -> list[RtpPacket]:
-        """Packets of consecutive access units, one frame period apart on the 90 kHz clock."""
-        step = VIDEO_CLOCK_RATE // frame_rate
-        return [packet for index, nals in enumerate(access_units)
-                for packet in self.packetize(nals, first_ts + index * step)]
 
     def _next_donl(self) -> bytes:
         donl = self.don.to_bytes(2)
@@ -95,13 +53,13 @@ class H265Packetizer:
             return nal
         return nal[:_PAYLOAD_HEADER_BYTES] + self._next_donl() + nal[_PAYLOAD_HEADER_BYTES:]
 
-    def _ap_size(self, nals: Sequence[bytes]) -> int:
+    def _aggregate_size(self, nals: Sequence[bytes]) -> int:
         size = _PAYLOAD_HEADER_BYTES + sum(_SIZE_BYTES + len(nal) for nal in nals)
         if self.donl:
             size += _DONL_BYTES + _DOND_BYTES * (len(nals) - 1)
         return size
 
-    def _ap(self, nals: Sequence[bytes]) -> bytes:
+    def _aggregate(self, nals: Sequence[bytes]) -> bytes:
         # F is the OR of the units' F bits; LayerId and TID are their lowest (RFC 7798 4.4.2).
         forbidden = max(nal[0] & 0x80 for nal in nals)
         layer_id = min((nal[0] & 0x01) << 5 | nal[1] >> 3 for nal in nals)
@@ -119,7 +77,7 @@ class H265Packetizer:
         self.don = (self.don + 1) & 0xFFFF
         return bytes(_DOND_BYTES)
 
-    def _fu(self, nal: bytes) -> list[bytes]:
+    def _fragments(self, nal: bytes) -> list[bytes]:
         header = bytes([nal[0] & 0x81 | FU << 1, nal[1]])
         body = nal[_PAYLOAD_HEADER_BYTES:]
         donl = self._next_donl() if self.donl else b""
