@@ -200,6 +200,9 @@ class _Sink:
     def lost(self, camera: str, *, packets: int = 0, frames: int = 0, malformed: int = 0) -> None:
         """Losses only cost candidate frames here."""
 
+    def internal_error(self, camera: str, error: Exception) -> None:
+        log.error("internal error on a camera's packet path; restarting its session", camera=camera, exc_info=error)
+
 
 @dataclass(frozen=True, slots=True)
 class CaptureReport:

@@ -96,7 +96,9 @@ def _serve(args: argparse.Namespace) -> int:
         await runtime.run(stop)
 
     asyncio.run(serve())
-    log.info("stopped", analysed=runtime.analysed(), files=[str(p) for p in runtime.output_paths])
+    internal = {camera: count for camera, count in runtime.internal_errors().items() if count}
+    log.info("stopped", analysed=runtime.analysed(), files=[str(p) for p in runtime.output_paths],
+             **({"internal_errors": internal} if internal else {}))
     return 0
 
 

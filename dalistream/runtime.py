@@ -184,6 +184,7 @@ class _CameraState:
     losses: Counter = field(default_factory=Counter)
     drops: Counter = field(default_factory=Counter)
     analysed: int = 0
+    internal_errors: int = 0
 
 
 class Runtime:
@@ -227,6 +228,10 @@ class Runtime:
     def analysed(self) -> dict[str, int]:
         return {camera: state.analysed for camera, state in self._cameras.items()}
 
+    def internal_errors(self) -> dict[str, int]:
+        """Bugs of ours met on each camera's packet path (each restarted that camera's session)."""
+        return {camera: state.internal_errors for camera, state in self._cameras.items()}
+
     # IngestSink: called by the camera ingest tasks on the event loop.
 
     def stream_started(self, camera: str, fmt: VideoFormat) -> None:
@@ -258,6 +263,10 @@ class Runtime:
         losses["packets_lost"] += packets
         losses["frames_lost"] += frames
         losses["malformed_packets"] += malformed
+
+    def internal_error(self, camera: str, error: Exception) -> None:
+        self._cameras[camera].internal_errors += 1
+        log.error("internal error on a camera's packet path; restarting its session", camera=camera, exc_info=error)
 
     # The service.
 

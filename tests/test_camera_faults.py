@@ -275,6 +275,9 @@ class FakeCamera:
     frames on unknown channels), then raw non-RTSP bytes. ``reject_udp``: answers a UDP SETUP
     with 461, then behaves like ``garbage``. ``silent_udp``: accepts UDP and sends nothing;
     over TCP behaves like ``garbage``. ``mute``: accepts connections and never answers.
+    ``quirky``: a SETUP reply with ``Session: 1;timeout=sixty`` sent twice and ``Public`` sent
+    twice in OPTIONS, then plays like ``keepalive``. ``bad_ports``: a UDP SETUP reply with
+    ``server_port=rtp-rtcp``, which aiortsp's UDP transport raises ``ValueError`` on.
     """
 
     def __init__(self, mode: str) -> None:
@@ -316,7 +319,7 @@ class FakeCamera:
                 cseq = next(line.split(":", 1)[1].strip() for line in head.split("\r\n") if line.lower().startswith("cseq"))
                 if method == "PLAY":
                     writer.write(self._reply(cseq, "200 OK", {"Session": "1"}))
-                    if self.mode == "keepalive":
+                    if self.mode in ("keepalive", "quirky"):
                         self._tasks.add(asyncio.create_task(self._trickle(writer)))
                     elif not self._udp:
                         await self._spew(writer)
@@ -330,6 +333,8 @@ class FakeCamera:
             self._tasks.discard(task)
 
     def _answer(self, method: str, cseq: str, head: str) -> bytes:
+        if method == "OPTIONS" and self.mode == "quirky":
+            return self._reply(cseq, "200 OK", {"Public": ["OPTIONS, DESCRIBE, SETUP", "PLAY, TEARDOWN, GET_PARAMETER"]})
         if method == "OPTIONS":
             return self._reply(cseq, "200 OK", {"Public": "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"})
         if method == "DESCRIBE":
@@ -339,15 +344,22 @@ class FakeCamera:
             self._udp = "client_port" in transport
             if self._udp and self.mode == "reject_udp":
                 return self._reply(cseq, "461 Unsupported Transport", {})
-            if self._udp:
+            if self._udp and self.mode == "bad_ports":
+                transport += ";server_port=rtp-rtcp"
+            elif self._udp:
                 transport += ";server_port=9-10"  # discard ports: nothing is ever sent
+            if self.mode == "quirky":
+                return self._reply(cseq, "200 OK", {"Transport": transport, "Session": ["1;timeout=sixty"] * 2})
             timeout = 2 if self.mode == "keepalive" else 60
             return self._reply(cseq, "200 OK", {"Transport": transport, "Session": f"1;timeout={timeout}"})
         return self._reply(cseq, "200 OK", {"Session": "1"})
 
     @staticmethod
-    def _reply(cseq: str, status: str, headers: dict[str, str], body: bytes = b"") -> bytes:
-        lines = [f"RTSP/1.0 {status}", f"CSeq: {cseq}", *(f"{k}: {v}" for k, v in headers.items())]
+    def _reply(cseq: str, status: str, headers: dict[str, str | list[str]], body: bytes = b"") -> bytes:
+        """A reply; a header given a list of values is sent once per value."""
+        lines = [f"RTSP/1.0 {status}", f"CSeq: {cseq}"]
+        for name, values in headers.items():
+            lines += [f"{name}: {value}" for value in ([values] if isinstance(values, str) else values)]
         if body:
             lines.append(f"Content-Length: {len(body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
@@ -434,6 +446,70 @@ def test_unreachable_and_misbehaving_cameras_become_events_not_crashes(serve, sm
     assert _of(lines, "silent_udp", "disconnected")[0]["reason"] == "no UDP packets in 2 s"
 
 
+class _BuggyRuntime(Runtime):
+    """A runtime whose packet path raises once, on camera ``buggy``'s 30th access unit."""
+
+    def __init__(self, config: config_module.Config) -> None:
+        super().__init__(config)
+        self.units = 0
+
+    def access_unit(self, camera: str, unit: Any) -> None:
+        if camera == "buggy":
+            self.units += 1
+            if self.units == 30:
+                raise KeyError("injected")
+        super().access_unit(camera, unit)
+
+
+def test_quirky_cameras_and_our_own_bugs_stay_with_their_camera(serve, small_clip: Path, tmp_path: Path):
+    """Replies that make aiortsp raise, quirks a camera really sends, and an exception in our
+    packet path each affect only their own camera: the process runs on, the healthy camera
+    keeps 5 fps, the buggy camera restarts its session and analyses again."""
+    server = serve(small_clip, 2)
+    run_s = 12.0
+
+    async def main() -> tuple[list[dict[str, Any]], _BuggyRuntime]:
+        async with FakeCamera("quirky") as quirky, FakeCamera("bad_ports") as bad_ports:
+            config = _config(
+                [
+                    _camera("healthy", server.url(0)),
+                    _camera("buggy", server.url(1)),
+                    _camera("quirky", quirky.url()),
+                    _camera("bad_ports", bad_ports.url(), "udp"),
+                ],
+                tmp_path,
+            )
+            runtime = _BuggyRuntime(config)
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(run_s, stop.set)
+            await runtime.run(stop)
+        return [json.loads(line) for path in runtime.output_paths for line in path.read_text().splitlines()], runtime
+
+    lines, runtime = asyncio.run(main())
+
+    healthy = _of(lines, "healthy", "detections")
+    assert len(healthy) >= 5 * (run_s - 6), len(healthy)
+    assert _analysed_fps(healthy) == pytest.approx(5.0, rel=0.1)
+    assert not _of(lines, "healthy", "disconnected")
+
+    # Duplicated Public and Session headers and a timeout that is no number: it just plays.
+    assert len(_of(lines, "quirky", "connected")) == 1
+    assert not _of(lines, "quirky", "disconnected")
+
+    # aiortsp raises ValueError on the Transport header: that camera's failure, again and again.
+    reasons = [e["reason"] for e in _of(lines, "bad_ports", "disconnected")]
+    assert len(reasons) >= 2 and reasons[0].startswith("ValueError"), reasons
+    assert len(_of(lines, "bad_ports", "reconnecting")) >= 2
+
+    # Our own bug: reported as ours, counted, and the camera comes back by itself.
+    assert runtime.internal_errors() == {"healthy": 0, "buggy": 1, "quirky": 0, "bad_ports": 0}
+    (disconnected,) = _of(lines, "buggy", "disconnected")
+    assert disconnected["reason"].startswith("internal error: KeyError: 'injected'"), disconnected
+    after = [d for d in _of(lines, "buggy", "detections") if _time(d) > _time(disconnected)]
+    assert len(after) >= 10, "the camera did not resume after the internal error"
+    assert len(_of(lines, "buggy", "connected")) == 2
+
+
 class _RecordingSink:
     """An IngestSink that keeps what it is given."""
 
@@ -452,6 +528,9 @@ class _RecordingSink:
 
     def lost(self, camera: str, **counts: int) -> None:
         pass
+
+    def internal_error(self, camera: str, error: Exception) -> None:
+        self.events.append(("internal_error", {"error": error}))
 
 
 def test_keepalive_at_half_the_session_timeout_and_late_joiner_waits_for_idr():

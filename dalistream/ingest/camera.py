@@ -32,8 +32,9 @@ from .rtsp import RtspSession, UnsupportedTransportError
 
 log = structlog.get_logger(__name__)
 
-# Peer failures that end a session. AssertionError: aiortsp asserts on transport replies it
-# did not expect.
+# Peer failures that end a session and that we expect. AssertionError: aiortsp asserts on
+# transport replies it did not expect. Anything else a session raises is still that camera's
+# failure (aiortsp trips over replies it cannot parse), only logged with its traceback.
 SESSION_ERRORS = (RTSPError, SdpError, OSError, TimeoutError, AssertionError)
 
 
@@ -55,16 +56,23 @@ class IngestSink(Protocol):
     def access_unit(self, camera: str, unit: ReceivedAccessUnit) -> None: ...
     def event(self, camera: str, event: str, **fields: Any) -> None: ...
     def lost(self, camera: str, *, packets: int = 0, frames: int = 0, malformed: int = 0) -> None: ...
+    def internal_error(self, camera: str, error: Exception) -> None:
+        """Our own code raised ``error`` on ``camera``'s packet path (a bug, not the camera's
+        fault): log it with its traceback and count it. The camera restarts its session."""
 
 
 class CameraIngest:
     """Keeps one camera streaming: connects, depacketizes, and reconnects with backoff.
 
-    Peer errors (refused connection, RTSP error, bad SDP, no data, failed keep-alive) end the
-    session with a ``disconnected`` event carrying the reason, then a ``reconnecting`` event
-    and a retry after the machine's backoff. Malformed RTP packets are counted and dropped;
-    they never end the session. Nothing here blocks another camera: the session is one task,
-    and everything it produces goes to the sink without waiting.
+    This is the camera's error boundary: whatever its session raises ends only that session.
+    Peer errors (refused connection, RTSP error, bad SDP, no data, failed keep-alive, a reply
+    aiortsp cannot parse) end it with a ``disconnected`` event carrying the reason, then a
+    ``reconnecting`` event and a retry after the machine's backoff. An exception in our own
+    code on the packet path (depacketizer, sink) is an internal error: handed to the sink's
+    :meth:`~IngestSink.internal_error` once, the session closed and restarted like any other
+    failure, its ``disconnected`` reason saying it was ours. Malformed RTP packets are counted
+    and dropped; they never end the session. Nothing here blocks another camera: the session
+    is one task, and everything it produces goes to the sink without waiting.
     """
 
     def __init__(
@@ -95,6 +103,7 @@ class CameraIngest:
         self._depacketizer: Depacketizer | None = None
         self._unwrapper: TimestampUnwrapper | None = None
         self._payload_type = -1
+        self._internal_reason: str | None = None  # set by an internal error until its session ends
 
     async def run(self) -> None:
         """Stream until cancelled."""
@@ -124,26 +133,37 @@ class CameraIngest:
             task, self._keepalive_task = self._keepalive_task, None
             error = task.exception()
             if error is not None:
-                if not isinstance(error, SESSION_ERRORS):
-                    raise error
-                reason = "keep-alive failed: " + self._session.describe(error)
+                reason = "keep-alive failed: " + self._describe(error)
                 self._drop_session()
                 self._execute(self._machine.failed(self._clock(), reason))
         if self._session_task is not None and self._session_task.done():
             task, self._session_task = self._session_task, None
             error = task.exception()
-            if error is None:
+            if self._internal_reason is not None:
+                reason, self._internal_reason = self._internal_reason, None
+            elif error is None:
                 reason = "closed by server"
-            elif isinstance(error, SESSION_ERRORS):
-                reason = self._session.describe(error)
             else:
-                raise error
+                reason = self._describe(error)
             self._drop_session()  # a keep-alive may still be waiting on the dead connection
             self._execute(
                 self._machine.failed(
                     self._clock(), reason, unsupported_transport=isinstance(error, UnsupportedTransportError)
                 )
             )
+
+    def _describe(self, error: BaseException) -> str:
+        """The event reason for a session that failed with ``error``."""
+        if not isinstance(error, SESSION_ERRORS):
+            log.debug("camera session failed unexpectedly", camera=self.camera.id, exc_info=error)
+        return self._session.describe(error)
+
+    def _internal_error(self, error: Exception) -> None:
+        """Our code failed on this camera's packets: report it once and end the session."""
+        self._internal_reason = f"internal error: {self._session.describe(error)} (a dalistream bug, logged with its traceback)"
+        self._sink.internal_error(self.camera.id, error)
+        self._session.close()
+        self._changed.set()
 
     def _execute(self, actions: list[Action]) -> None:
         for action in actions:
@@ -180,14 +200,28 @@ class CameraIngest:
             await asyncio.wait(tasks, timeout=self.camera.timeout_s)
 
     def _on_format(self, fmt: VideoFormat) -> None:
-        self._depacketizer = depacketizer_for(fmt)
-        self._unwrapper = TimestampUnwrapper(fmt.clock_rate)
-        self._payload_type = fmt.payload_type
-        self._sink.stream_started(self.camera.id, fmt)
-        self._execute(self._machine.connected(self._clock(), session_timeout_s=self._session.session_timeout_s, codec=fmt.codec))
+        try:
+            self._depacketizer = depacketizer_for(fmt)
+            self._unwrapper = TimestampUnwrapper(fmt.clock_rate)
+            self._payload_type = fmt.payload_type
+            self._sink.stream_started(self.camera.id, fmt)
+            self._execute(self._machine.connected(self._clock(), session_timeout_s=self._session.session_timeout_s, codec=fmt.codec))
+        except Exception as exc:
+            self._internal_error(exc)
+            raise
         self._changed.set()
 
     def _on_rtp(self, data: bytes) -> None:
+        """Called by aiortsp for each RTP datagram; our exceptions never reach aiortsp, which
+        would report them as the camera sending invalid data."""
+        if self._internal_reason is not None:
+            return  # the session is closing after an internal error
+        try:
+            self._receive(data)
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def _receive(self, data: bytes) -> None:
         with self._stages.measure("receive+depacketize"):
             try:
                 packet = RtpPacket.parse(data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
@@ -78,14 +79,28 @@ class _MediaSession(RTSPMediaSession):
             raise
 
     def save_session(self, resp: RTSPResponse) -> None:
-        super().save_session(resp)
-        for option in resp.headers["session"].split(";")[1:]:
-            name, _, value = option.partition("=")
-            if name.strip().lower() == "timeout":
-                try:
-                    self.timeout_s = float(value)
-                except ValueError:
-                    raise RTSPError(f"error on SETUP: invalid session timeout {value!r}") from None
+        """The session id and timeout from SETUP's ``Session: id[;timeout=s]`` (RFC 2326 §12.37).
+
+        A timeout that is not a number (``timeout=sixty``) is a quirk, not a reason to refuse
+        the camera: like FFmpeg, keep the default and say so.
+        """
+        value = resp.headers.get("session")
+        if not value:
+            raise RTSPError("error on SETUP: no Session header in the reply")
+        session_id, *options = value.split(";")
+        self.session_id = session_id.strip()
+        for option in options:
+            name, _, text = option.partition("=")
+            if name.strip().lower() != "timeout":
+                continue
+            try:
+                timeout = float(text)
+            except ValueError:
+                timeout = math.nan
+            if math.isfinite(timeout) and timeout >= 0:
+                self.timeout_s = timeout
+            else:
+                self.logger.warning("invalid session timeout %r in the SETUP reply; assuming %g s", text.strip(), self.timeout_s)
 
 
 class RtspSession:

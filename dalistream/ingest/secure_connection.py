@@ -1,4 +1,5 @@
-"""aiortsp's RTSP connection with our authentication, TLS settings and credential-free logs.
+"""aiortsp's RTSP connection with our authentication, TLS settings, credential-free logs and
+repeated reply headers merged (aiortsp itself fails on them).
 
 aiortsp 1.4.0 answers Digest without ``qop`` only, and logs every request it sends at debug
 level, ``Authorization`` header included. :class:`RtspConnection` swaps its authentication for
@@ -43,6 +44,27 @@ def credential_secrets(credentials: Credentials | None) -> tuple[str, ...]:
     basic = basic_authorization(credentials).split(" ", 1)[1]
     user_pass = f"{credentials.username}:{credentials.password}"
     return tuple(sorted({user_pass, basic, credentials.password}, key=len, reverse=True))
+
+
+# Headers that may legitimately come more than once, each one a separate value (RFC 7235 §4.1).
+_REPEATABLE_HEADERS = frozenset({"www-authenticate", "proxy-authenticate"})
+# Headers whose value is a comma-separated list: repeats join into one (RFC 7230 §3.2.2).
+_LIST_HEADERS = frozenset({"public", "allow", "supported", "require", "unsupported", "proxy-require", "rtp-info"})
+
+
+def merge_repeated_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """aiortsp's parsed headers with repeats resolved, so each header has the type aiortsp expects.
+
+    aiortsp turns a repeated header into a list, which its own code then calls ``.split`` on.
+    Cameras do repeat headers (``Public`` twice, ``Session`` twice): list headers are joined
+    with commas, challenges stay a list, and any other header keeps its first value, as FFmpeg does.
+    """
+    merged = {}
+    for name, value in headers.items():
+        if isinstance(value, list) and name not in _REPEATABLE_HEADERS:
+            value = ", ".join(value) if name in _LIST_HEADERS else value[0]
+        merged[name] = value
+    return merged
 
 
 class RedactingLogger(logging.LoggerAdapter):
@@ -108,6 +130,11 @@ class RtspConnection(RTSPConnection):
 
     def handle_401(self, resp: RTSPResponse) -> bool:
         return self._auth.handle_401(resp.headers)
+
+    def on_response(self, response: RTSPResponse) -> None:
+        """Every reply passes here before its request sees it: repeated headers are merged."""
+        response.headers = merge_repeated_headers(response.headers)
+        super().on_response(response)
 
 
 class _AiortspAuth:
