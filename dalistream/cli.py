@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from dalistream.runtime import Runtime
+    from dalistream.pipeline.runtime import Runtime
 
     config = config_module.load(args.config)
     logs.configure(json=args.log_json or config.logging.json, level=config.logging.level)
@@ -103,7 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from dalistream.demo import run_local
+    from dalistream.tools.demo import run_local
 
     if args.cameras < 1:
         log.error("--cameras must be at least 1")
@@ -132,7 +132,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from dalistream import accuracy
+    from dalistream.tools import accuracy
 
     path = args.eval_config or args.config
     model = config_module.load(path).model if path is not None else config_module.ModelConfig()
@@ -155,7 +155,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from dalistream.calibrate import capture
+    from dalistream.tools.calibrate import capture
 
     config = config_module.load(args.target_config)
     if args.frames < 1:

@@ -23,7 +23,7 @@ from dalistream.decode.images import load_image
 from dalistream.engine import create_engine
 from dalistream.engine.quantize import calibration_images
 from dalistream.models.kinds import input_convention
-from dalistream.preprocess import Preprocessor
+from dalistream.pipeline.preprocess import Preprocessor
 
 
 def main() -> None:

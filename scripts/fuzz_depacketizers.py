@@ -13,7 +13,7 @@ no larger than the bound plus the parameter sets; the buffered bytes never excee
 the tracemalloc peak of the fuzz loop stays under ``--peak-limit-mib``. It prints the counts
 (packets, parse errors, access units, drops by reason, peak memory) and exits 1 on any violation.
 
-Usage (about 16 s for both codecs on a 2-core machine; ``tests/test_fuzz_depacketizers.py`` runs a short one)::
+Usage (about 16 s for both codecs on a 2-core machine; ``tests/property/test_fuzz_depacketizers.py`` runs a short one)::
 
     .venv/bin/python scripts/fuzz_depacketizers.py [--packets 100000] [--seed 1] [--codec h264 h265]
 """

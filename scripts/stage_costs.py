@@ -24,11 +24,11 @@ import numpy as np
 
 from dalistream import records
 from dalistream.decode import CpuDecoder
-from dalistream.demo import ROOT, SAMPLE_CLIP
+from dalistream.tools.demo import ROOT, SAMPLE_CLIP
 from dalistream.engine.onnxruntime import OnnxRuntimeEngine
 from dalistream.geometry import Letterbox
 from dalistream.models.retinaface import RetinaFaceDecoder
-from dalistream.preprocess import Preprocessor
+from dalistream.pipeline.preprocess import Preprocessor
 from dalistream.sinks import JsonlWriter
 
 MODEL = ROOT / "engines" / "retinaface_mnet025.onnx"

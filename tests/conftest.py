@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from dalistream.demo import SAMPLE_CLIP, SAMPLE_TRUTH
-from dalistream.groundtruth import ClipTruth
-from dalistream.localserver import SYSTEM_PYTHON, LocalRtspServer
+from dalistream.tools.demo import SAMPLE_CLIP, SAMPLE_TRUTH
+from dalistream.tools.groundtruth import ClipTruth
+from dalistream.tools.localserver import SYSTEM_PYTHON, LocalRtspServer
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "engines" / "retinaface_mnet025.onnx"
+SHARED_DATA = ROOT.parent / "shared" / "data"  # research data (../shared/data/README.md), never in the repository
 
 
 def require(condition: bool, reason: str) -> None:

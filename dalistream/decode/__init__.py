@@ -1,5 +1,5 @@
 """Decoding access units into frames (CPU: PyAV; GPU paths come later)."""
 
-from .cpu import CpuDecoder, DecodeError
+from .pyav import CpuDecoder, DecodeError
 
 __all__ = ["CpuDecoder", "DecodeError"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from dalistream.decode.cpu import CpuDecoder
+from dalistream.decode.pyav import CpuDecoder
 from dalistream.geometry import Letterbox
 
 

@@ -29,7 +29,7 @@ import onnx
 from dalistream.engine.quantize import file_sha256, load_frame, with_activations
 from dalistream.models.convention import InputConvention
 from dalistream.models.kinds import RETINAFACE_INPUT
-from dalistream.preprocess import Preprocessor
+from dalistream.pipeline.preprocess import Preprocessor
 
 PRECISIONS = ("fp32", "fp16", "int8")
 WORKSPACE_BYTES = 1 << 30  # builder scratch memory limit

@@ -11,7 +11,7 @@ from dalistream.models import scrfd, yolov5face
 from dalistream.models.convention import InputConvention
 from dalistream.models.faces import Faces
 from dalistream.models.retinaface import RetinaFaceDecoder
-from dalistream.preprocess import RETINAFACE_MEAN_BGR, RETINAFACE_STD
+from dalistream.pipeline.preprocess import RETINAFACE_MEAN_BGR, RETINAFACE_STD
 
 MODEL_KINDS = ("retinaface", "yolov5face", "scrfd")
 

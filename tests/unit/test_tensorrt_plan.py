@@ -1,6 +1,6 @@
 """TensorRT builder decisions that need no GPU: profile shapes, precision plan, cache keys, calibration batches.
 
-The build itself is the ``gpu``-marked test at the end; it skips without CUDA + TensorRT.
+The build itself is ``tests/gpu/test_tensorrt_build.py``; it skips without CUDA + TensorRT.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SHARED_DATA
+
 from dalistream.config import RETINAFACE_INT8_EXCLUDE
 from dalistream.engine.quantize import FrameCalibrationReader, calibration_images
 from dalistream.engine.tensorrt import (
@@ -20,13 +22,12 @@ from dalistream.engine.tensorrt import (
     ProfileShapes,
     build_engine,
     engine_cache_key,
-    gpu_identity,
     padded_batches,
     precision_plan,
     profile_shapes,
 )
 
-CALIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "calib"
+CALIB = SHARED_DATA / "calib"
 
 
 def test_profile_shapes_follow_config_batches_and_input_size() -> None:
@@ -107,24 +108,3 @@ def test_build_without_tensorrt_says_so(model_path: Path, tmp_path: Path) -> Non
     with pytest.raises(EngineBuildError, match="TensorRT is not installed"):
         build_engine(model_path, tmp_path, plan=precision_plan("fp16"), profile=profile_shapes((1, 1, 1), (320, 192)))
     assert not any(tmp_path.iterdir())
-
-
-@pytest.mark.gpu
-def test_gpu_int8_engine_build_is_cached(model_path: Path, tmp_path: Path) -> None:
-    try:
-        identity = gpu_identity()
-    except EngineBuildError as exc:
-        pytest.skip(f"no TensorRT GPU build here: {exc}")
-    if not any(CALIB.glob("*.jpg")):
-        pytest.skip(f"{CALIB} absent: calibration images are research data, not in the repository")
-    calibration = CalibrationBatches(calibration_images(CALIB, 8), 4, (640, 384))
-    plan = precision_plan("int8", RETINAFACE_INT8_EXCLUDE)
-    profile = profile_shapes((1, 4, 8), (640, 384))
-    engine = build_engine(model_path, tmp_path, plan=plan, profile=profile, calibration=calibration)
-    assert engine.stat().st_size > 0 and identity.tensorrt_version
-    assert engine.with_suffix(".calib").is_file() and (tmp_path / "timing.cache").is_file()
-    stamp = engine.stat().st_mtime_ns
-    assert build_engine(model_path, tmp_path, plan=plan, profile=profile, calibration=calibration) == engine
-    assert engine.stat().st_mtime_ns == stamp
-    fp16 = build_engine(model_path, tmp_path, plan=precision_plan("fp16"), profile=profile)
-    assert fp16 != engine

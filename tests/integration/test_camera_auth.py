@@ -25,9 +25,9 @@ from urllib.parse import quote
 import pytest
 
 from dalistream import config as config_module
-from dalistream.demo import run_for
-from dalistream.localserver import LocalRtspServer, ServerAuth
-from dalistream.runtime import Runtime
+from dalistream.tools.demo import run_for
+from dalistream.tools.localserver import LocalRtspServer, ServerAuth
+from dalistream.pipeline.runtime import Runtime
 from conftest import require
 
 pytestmark = pytest.mark.integration

@@ -29,9 +29,9 @@ import pytest
 from dalistream import config as config_module
 from dalistream.config import CameraConfig
 from dalistream.ingest.camera import CameraIngest
-from dalistream.localserver import LocalRtspServer
+from dalistream.tools.localserver import LocalRtspServer
 from dalistream.metrics import Stages
-from dalistream.runtime import Runtime
+from dalistream.pipeline.runtime import Runtime
 from conftest import MODEL
 from lossy_relay import LossyRelay
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from dalistream import config as config_module
-from dalistream.groundtruth import ClipTruth, recall
-from dalistream.localserver import LocalRtspServer
-from dalistream.runtime import Runtime
+from dalistream.tools.groundtruth import ClipTruth, recall
+from dalistream.tools.localserver import LocalRtspServer
+from dalistream.pipeline.runtime import Runtime
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_CLIP = ROOT / "media" / "sample_1080p25.h264"
 SAMPLE_TRUTH = ROOT / "media" / "sample_1080p25.gt.json"
 

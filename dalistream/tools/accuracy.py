@@ -5,7 +5,7 @@ Each image goes through the code the service runs on camera frames: the JPEG bec
 the :class:`Preprocessor` (DALI graph) builds the input tensor, the engine infers and the
 model kind's decoder (with batched NMS) returns faces in source pixels. Only the score
 threshold differs: it is low (:data:`EVAL_SCORE_THRESHOLD`) so the PR curve reaches high recall.
-The detections are then scored with :mod:`dalistream.evaluation`.
+The detections are then scored with :mod:`dalistream.tools.evaluation`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import numpy as np
 from dalistream.config import ConfigError, ModelConfig
 from dalistream.decode.images import ImageError, load_image
 from dalistream.engine import create_engine
-from dalistream.evaluation import Detections, GroundTruthError, ImageTruth, evaluate, load_ground_truth
+from dalistream.tools.evaluation import Detections, GroundTruthError, ImageTruth, evaluate, load_ground_truth
 from dalistream.geometry import Letterbox
 from dalistream.models.kinds import input_convention, output_decoder
-from dalistream.preprocess import Preprocessor
+from dalistream.pipeline.preprocess import Preprocessor
 
 EVAL_SCORE_THRESHOLD = 0.02
 """Score threshold while evaluating: low, so that AP sees the whole precision/recall trade-off."""

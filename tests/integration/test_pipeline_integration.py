@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dalistream.demo import demo_config, run_for, summarize
-from dalistream.runtime import Runtime
+from dalistream.tools.demo import demo_config, run_for, summarize
+from dalistream.pipeline.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-from dalistream.demo import demo_config
-from dalistream.groundtruth import recall
+from dalistream.tools.demo import demo_config
+from dalistream.tools.groundtruth import recall
 from dalistream.ingest.camera import ReceivedAccessUnit
 from dalistream.metrics import Latencies, Stages
 from dalistream.rtp.sdp import VideoFormat
-from dalistream.runtime import Analyzer, FrameSource
+from dalistream.pipeline.runtime import Analyzer, FrameSource
 
 
 def test_faces_found_where_the_ground_truth_puts_them(sample_clip: Path, clip_truth, model_path, tmp_path):

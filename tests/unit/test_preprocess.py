@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dalistream.preprocess import RETINAFACE_MEAN_BGR, Preprocessor
+from dalistream.pipeline.preprocess import RETINAFACE_MEAN_BGR, Preprocessor
 
 
 def reference(frames, width, height):

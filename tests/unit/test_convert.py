@@ -8,7 +8,7 @@ import pytest
 
 from dalistream.decode import CpuDecoder
 from dalistream.geometry import Letterbox
-from dalistream.preprocess import Preprocessor
+from dalistream.pipeline.preprocess import Preprocessor
 
 
 @pytest.mark.parametrize("pixel_format", ["bgr24", "rgb24"])

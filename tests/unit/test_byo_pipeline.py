@@ -18,12 +18,12 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
-from dalistream.accuracy import detect
+from dalistream.tools.accuracy import detect
 from dalistream.config import Config, ModelConfig
-from dalistream.evaluation import ImageTruth
+from dalistream.tools.evaluation import ImageTruth
 from dalistream.geometry import Letterbox
 from dalistream.metrics import Latencies, Stages
-from dalistream.runtime import Analyzer, SampledFrame
+from dalistream.pipeline.runtime import Analyzer, SampledFrame
 
 SIZE = 64  # input and image side, px
 ROWS = 8  # anchors

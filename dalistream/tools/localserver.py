@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "rtsp_server.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 PASSWORD_ENV = "RTSP_SERVER_PASSWORD"  # scripts/rtsp_server.py reads --user's password from here
 

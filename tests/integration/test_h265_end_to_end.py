@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, require
 
-from dalistream.demo import demo_config, run_for, summarize
-from dalistream.groundtruth import ClipTruth
-from dalistream.localserver import LocalRtspServer
-from dalistream.runtime import Runtime
+from dalistream.tools.demo import demo_config, run_for, summarize
+from dalistream.tools.groundtruth import ClipTruth
+from dalistream.tools.localserver import LocalRtspServer
+from dalistream.pipeline.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 

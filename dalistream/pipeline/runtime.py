@@ -22,7 +22,7 @@ import numpy as np
 import structlog
 
 from dalistream import records
-from dalistream.batching import Batcher
+from dalistream.pipeline.batching import Batcher
 from dalistream.config import Config, ConfigError
 from dalistream.decode import CpuDecoder, DecodeError
 from dalistream.engine import create_engine
@@ -30,9 +30,9 @@ from dalistream.geometry import Letterbox
 from dalistream.ingest.camera import CameraIngest, ReceivedAccessUnit
 from dalistream.metrics import Latencies, Stages
 from dalistream.models.kinds import input_convention, output_decoder
-from dalistream.preprocess import Preprocessor
+from dalistream.pipeline.preprocess import Preprocessor
 from dalistream.rtp.sdp import VideoFormat
-from dalistream.sampling import Sampler
+from dalistream.pipeline.sampling import Sampler
 from dalistream.sinks import JsonlWriter, SinkError
 
 log = structlog.get_logger(__name__)

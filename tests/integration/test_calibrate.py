@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from dalistream.calibrate import FrameSelector, thumbnail
+from dalistream.tools.calibrate import FrameSelector, thumbnail
 from dalistream.cli import main
 
 

@@ -1,0 +1,1 @@
+"""The analysis pipeline: sampling, batching, the DALI preprocessing run and the runtime that wires the stages."""
