@@ -56,9 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--cameras", type=int, default=4, help="number of simulated cameras (default 4)")
         sub.add_argument("--duration", type=float, default=duration, metavar="S", help=f"seconds to run (default {duration:g})")
         sub.add_argument("--out", type=Path, default=Path("out") / sub.prog.split()[-1], help="output directory")
-        sub.add_argument("--transport", choices=["tcp", "udp"], default="tcp")
+        sub.add_argument("--source", choices=["rtsp", "file"], default="rtsp",
+                         help="rtsp: the local RTSP server serves the clip (default); file: cameras read the clip file")
+        sub.add_argument("--transport", choices=["tcp", "udp"], default="tcp", help="RTP transport of --source rtsp")
+        sub.add_argument("--pace", choices=["realtime", "fast"], default="realtime", help="pace of --source file")
         sub.add_argument("--json", action="store_true", help="print the report as JSON")
-    check = commands.add_parser("check", help="validate a config file and print it resolved")
+    check = commands.add_parser("check", help="validate a config file, resolve the device plan, print both")
     check.add_argument("config", type=Path)
     evaluate = commands.add_parser("eval", help="WIDER FACE AP of the detection path on an annotated image folder")
     evaluate.add_argument("--images", type=Path, required=True, help="image folder (names as in the ground truth)")
@@ -108,7 +111,7 @@ def _local(args: argparse.Namespace) -> int:
     if args.cameras < 1:
         log.error("--cameras must be at least 1")
         return 2
-    report = run_local(args.cameras, args.duration, args.out, args.transport)
+    report = run_local(args.cameras, args.duration, args.out, args.transport, source=args.source, pace=args.pace)
     if args.command == "demo" and not args.json:
         report = {key: report[key] for key in ("cameras", "recall", "run") if key in report}
     print(json.dumps(report, indent=None if args.json else 2))
@@ -116,11 +119,16 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from dalistream.pipeline.preflight import preflight
+
     config = config_module.load(args.config)
+    plan = preflight(config)
     plain = dataclasses.asdict(config)
     for camera in plain["camera"]:
         camera["url"] = config_module.redact_url(camera["url"])
+    plain["device_plan"] = {"device": plan.device, "reason": plan.reason}
     print(json.dumps(plain, indent=2, default=str))
+    log.info("device plan", device=plan.device, reason=plan.reason)
     return 0
 
 
@@ -132,16 +140,18 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from dalistream.pipeline.preflight import device_plan
     from dalistream.tools import accuracy
 
     path = args.eval_config or args.config
-    model = config_module.load(path).model if path is not None else config_module.ModelConfig()
-    model = accuracy.with_overrides(model, args.input, args.precision)
+    config = config_module.load(path) if path is not None else None
+    model = accuracy.with_overrides(config.model if config else config_module.ModelConfig(), args.input, args.precision)
+    plan = device_plan(config.pipeline.device if config else config_module.PipelineConfig().device)
     try:
         # ONNX Runtime's quantizer prints progress while an INT8 model is first made: keep
         # stdout for the report alone.
         with contextlib.redirect_stdout(sys.stderr):
-            report = accuracy.run(model, args.images, args.gt)
+            report = accuracy.run(model, args.images, args.gt, plan=plan)
     except accuracy.EvaluationError as exc:
         log.error("evaluation failed", error=str(exc))
         return 1

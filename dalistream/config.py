@@ -27,7 +27,7 @@ def _doc(text: str, **kwargs: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
-    device: str = _doc('"auto" (the GPU when this build can use one, else the CPU; today always the CPU), "cpu" or "gpu".', default="auto")
+    device: str = _doc('"auto" (the GPU when the machine and this build can use one, else the CPU), "cpu" or "gpu".', default="auto")
     detect_fps: float = _doc("Frames analysed per second per camera, chosen by timestamp.", default=5.0)
     max_batch: int = _doc("Most frames (across cameras) in one inference batch.", default=8)
     max_wait_ms: float = _doc("Longest a frame waits for its batch to fill.", default=20.0)
@@ -116,7 +116,7 @@ class OutputConfig:
 @dataclass(frozen=True, slots=True)
 class CameraConfig:
     id: str = _doc("Camera name used in every record; unique.")
-    url: str = _doc("rtsp:// or rtsps:// (TLS) URL; user:password in it (percent-encoded) is never logged.")
+    url: str = _doc("rtsp:// or rtsps:// (TLS) URL; user:password in it (percent-encoded) is never logged. Or file:///path (or file:path, relative to the config file) of a recorded H.264/H.265 clip.")
     transport: str = _doc('"tcp" (RTP interleaved on the RTSP connection) or "udp".', default="tcp")
     timeout_s: float = _doc("RTSP request timeout in seconds.", default=10.0)
     no_data_timeout_s: float = _doc("Reconnect when no RTP packet arrived for this many seconds (UDP that never delivers falls back to TCP).", default=5.0)
@@ -127,13 +127,32 @@ class CameraConfig:
     password_env: str = _doc("Name of the environment variable holding the password; overrides one in the URL. Passwords are never read from this file.", default="")
     tls_verify: bool = _doc("rtsps:// only: check the camera's certificate and host name.", default=True)
     tls_ca_file: str = _doc('rtsps:// only: PEM file of CA certificates to trust ("" = the system\'s).', default="")
+    pace: str = _doc('file:// only: "realtime" (at the clip\'s own rate, like a camera) or "fast" (as fast as the pipeline takes it, nothing dropped).', default="realtime")
+    loop: bool = _doc("file:// only: start over at the end of the clip (timestamps keep growing) instead of ending the camera.", default=False)
+
+    @property
+    def is_file(self) -> bool:
+        """A recorded clip rather than an RTSP camera."""
+        return urlsplit(self.url).scheme == "file"
+
+    @property
+    def file_path(self) -> Path:
+        """The clip's path (``file://`` URLs only)."""
+        return Path(unquote(urlsplit(self.url).path))
 
     def validate(self, key: str) -> None:
         if not self.id or any(c.isspace() for c in self.id):
             raise ConfigError(f"{key}.id: must be non-empty without spaces, got {self.id!r}")
+        _choice(f"{key}.pace", self.pace, ("realtime", "fast"))
         parts = urlsplit(self.url)
+        if parts.scheme == "file":
+            if parts.netloc not in ("", "localhost") or not parts.path:
+                raise ConfigError(f"{key}.url: a file URL is file:///absolute/path or file:relative/path, got {self.url!r}")
+            return
+        if self.pace != "realtime" or self.loop:
+            raise ConfigError(f"{key}.{'loop' if self.loop else 'pace'}: only for file:// cameras")
         if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
-            raise ConfigError(f"{key}.url: must be rtsp://host[:port]/path or rtsps://host[:port]/path")
+            raise ConfigError(f"{key}.url: must be rtsp://host[:port]/path, rtsps://host[:port]/path or file:///path")
         try:
             parts.port
         except ValueError as exc:
@@ -230,6 +249,10 @@ def load(path: str | os.PathLike[str]) -> Config:
             cache_dir=_resolve(base, config.model.cache_dir),
         ),
         output=dataclasses.replace(config.output, dir=_resolve(base, config.output.dir)),
+        camera=tuple(
+            dataclasses.replace(camera, url=_resolve(base, camera.file_path).as_uri()) if camera.is_file else camera
+            for camera in config.camera
+        ),
     )
 
 

@@ -16,14 +16,11 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-
 from dalistream import config as config_module
 from dalistream.decode.images import load_image
-from dalistream.engine import create_engine
+from dalistream.device import CPU_PLAN
 from dalistream.engine.quantize import calibration_images
-from dalistream.models.kinds import input_convention
-from dalistream.pipeline.preprocess import Preprocessor
+from dalistream.models.detector import Detector
 
 
 def main() -> None:
@@ -38,20 +35,18 @@ def main() -> None:
     if args.input:
         width, height = (int(v) for v in args.input.lower().split("x"))
         model = dataclasses.replace(model, input=(width, height))
-    convention = input_convention(model.kind)
+    detectors = {p: Detector(dataclasses.replace(model, precision=p), CPU_PLAN, args.batch) for p in ("fp32", "int8")}
     images = calibration_images(model.calib_dir, args.batch)
-    frames = [load_image(path, model.input, convention.pixel_format)[0] for path in images]
-    preprocess = Preprocessor(*model.input, args.batch, mean=convention.mean, std=convention.std)
-    batch = np.array(preprocess(frames), copy=True)
+    frames = [load_image(path, model.input, detectors["fp32"].pixel_format)[0] for path in images]
+    batch = detectors["fp32"].tensor(frames)
 
-    engines = {p: create_engine(dataclasses.replace(model, precision=p)) for p in ("fp32", "int8")}
-    times: dict[str, list[float]] = {p: [] for p in engines}
-    for engine in engines.values():
-        engine(batch)  # warm-up
+    times: dict[str, list[float]] = {p: [] for p in detectors}
+    for detector in detectors.values():
+        detector.infer(batch)  # warm-up
     for _ in range(args.calls):
-        for precision, engine in engines.items():
+        for precision, detector in detectors.items():
             start = time.perf_counter()
-            engine(batch)
+            detector.infer(batch)
             times[precision].append(time.perf_counter() - start)
     median_ms = {p: round(1e3 * statistics.median(t), 1) for p, t in times.items()}
     print(json.dumps({

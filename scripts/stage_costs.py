@@ -23,13 +23,13 @@ import av
 import numpy as np
 
 from dalistream import records
-from dalistream.decode import CpuDecoder
-from dalistream.tools.demo import ROOT, SAMPLE_CLIP
-from dalistream.engine.onnxruntime import OnnxRuntimeEngine
+from dalistream.config import ModelConfig
+from dalistream.decode import PyAvDecoder
+from dalistream.device import CPU_PLAN
 from dalistream.geometry import Letterbox
-from dalistream.models.retinaface import RetinaFaceDecoder
-from dalistream.pipeline.preprocess import Preprocessor
+from dalistream.models.detector import Detector
 from dalistream.sinks import JsonlWriter
+from dalistream.tools.demo import ROOT, SAMPLE_CLIP
 
 MODEL = ROOT / "engines" / "retinaface_mnet025.onnx"
 
@@ -53,29 +53,26 @@ def main() -> None:
 
     with av.open(str(SAMPLE_CLIP), format="h264") as container:
         units = [bytes(p) for p in container.demux() if p.size][: args.frames]
-    decoder = CpuDecoder("H264")
+    decoder = PyAvDecoder("H264")
     frames: list[av.VideoFrame] = []
     costs = {"decode": timed(len(units), lambda: [frames.extend(decoder.decode(u, i)) for i, u in enumerate(units)])}
 
     letterbox = Letterbox.fit(frames[0].width, frames[0].height, width, height)
     sampled = frames[::5]
     images: list[np.ndarray] = []
-    costs["convert"] = timed(len(sampled), lambda: images.extend(CpuDecoder.convert(f, letterbox) for f in sampled))
+    costs["convert"] = timed(len(sampled), lambda: images.extend(PyAvDecoder.convert(f, letterbox) for f in sampled))
 
     batches = [images[i : i + args.batch] for i in range(0, len(images) - args.batch + 1, args.batch)]
     count = len(batches) * args.batch
-    preprocess = Preprocessor(width, height, args.batch)
-    engine = OnnxRuntimeEngine(MODEL, intra_op_threads=args.threads)
-    engine(preprocess(batches[0]))  # warm-up
-    costs["dali_graph"] = timed(count, lambda: [preprocess(b) for b in batches])
-    tensors = [preprocess(b).copy() for b in batches]  # DALI reuses its output buffer
+    model = ModelConfig(onnx=MODEL, input=(width, height), intra_op_threads=args.threads)
+    detector = Detector(model, CPU_PLAN, args.batch)
+    detector.warm_up()
+    costs["dali_graph"] = timed(count, lambda: [detector.tensor(b, copy=False) for b in batches])
+    tensors = [detector.tensor(b) for b in batches]
     outputs = []
-    costs["inference"] = timed(count, lambda: [outputs.append(engine(t)) for t in tensors])
-    postprocess = RetinaFaceDecoder(width, height, 0.5, 0.4)
+    costs["inference"] = timed(count, lambda: [outputs.append(detector.infer(t)) for t in tensors])
     found = []
-    costs["postprocess"] = timed(
-        count, lambda: [found.extend(postprocess(o["loc"], o["conf"], o["landmarks"], [letterbox] * args.batch)) for o in outputs]
-    )
+    costs["postprocess"] = timed(count, lambda: [found.extend(detector.decode(o, [letterbox] * args.batch)) for o in outputs])
     with tempfile.TemporaryDirectory() as out:
         writer = JsonlWriter(Path(out), "cost", rotate_bytes=1 << 30)
 

@@ -1,5 +1,38 @@
-"""Decoding access units into frames (CPU: PyAV; GPU paths come later)."""
+"""Per-camera frame sources (see :mod:`.source`), one implementation per device in :data:`SOURCES`."""
 
-from .pyav import CpuDecoder, DecodeError
+from __future__ import annotations
 
-__all__ = ["CpuDecoder", "DecodeError"]
+from collections.abc import Mapping
+
+from dalistream.device import CPU, DeviceError
+from dalistream.metrics import Stages
+
+from .pyav import DecodeError, PyAvDecoder, PyAvFrameSource
+from .source import Decoded, FrameSelector, FrameSource, FrameSpec, SampledFrame, StreamStart
+
+SOURCES: Mapping[str, type[FrameSource]] = {CPU: PyAvFrameSource}
+"""The frame source for each device this build can decode on."""
+
+
+def create_source(device: str, camera: str, selector: FrameSelector, spec: FrameSpec, stages: Stages) -> FrameSource:
+    """``camera``'s frame source on ``device``."""
+    try:
+        source = SOURCES[device]
+    except KeyError:
+        raise DeviceError(f"no frame source for device {device!r} in this build") from None
+    return source(camera, selector, spec, stages)
+
+
+__all__ = [
+    "SOURCES",
+    "DecodeError",
+    "Decoded",
+    "FrameSelector",
+    "FrameSource",
+    "FrameSpec",
+    "PyAvDecoder",
+    "PyAvFrameSource",
+    "SampledFrame",
+    "StreamStart",
+    "create_source",
+]

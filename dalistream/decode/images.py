@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from dalistream.decode.pyav import CpuDecoder
+from dalistream.decode.pyav import PyAvDecoder
 from dalistream.geometry import Letterbox
 
 
@@ -24,4 +24,4 @@ def load_image(path: Path, input_size: tuple[int, int], pixel_format: str = "bgr
     except (av.FFmpegError, StopIteration) as exc:
         raise ImageError(f"cannot decode image {path}: {exc}") from exc
     letterbox = Letterbox.fit(frame.width, frame.height, *input_size)
-    return CpuDecoder.convert(frame, letterbox, pixel_format), letterbox
+    return PyAvDecoder.convert(frame, letterbox, pixel_format), letterbox

@@ -1,16 +1,36 @@
-"""Inference engines: ONNX Runtime (FP32 / INT8 QDQ) on the CPU; TensorRT engines are built by :mod:`.tensorrt`."""
+"""Inference engines behind one interface, chosen by the device plan.
+
+An :class:`Engine` maps an NCHW float32 batch to the model's outputs by name. Each device has
+its engine factory in :data:`ENGINES` (the CPU: ONNX Runtime, FP32 or INT8 QDQ); another engine
+is one more factory there, not a branch in the callers. TensorRT engines are built by
+:mod:`.tensorrt`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
 
 from dalistream.config import Config, ConfigError, ModelConfig
+from dalistream.device import CPU, DeviceError
 from dalistream.engine.onnxruntime import OnnxRuntimeEngine
 from dalistream.models.kinds import input_convention
 
 if TYPE_CHECKING:  # quantize pulls in onnx and the quantization tools: only load them for INT8
     from dalistream.engine.quantize import QuantizeSettings
+
+
+class Engine(Protocol):
+    """A loaded model: one NCHW float32 batch in, its named outputs out.
+
+    The outputs belong to the caller (nothing the engine reuses on its next call). One call
+    at a time.
+    """
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
 def quantize_settings(model: ModelConfig) -> QuantizeSettings:
@@ -41,15 +61,26 @@ def cpu_model_path(model: ModelConfig) -> Path:
             raise ConfigError(f'model.precision: "{other}" has no CPU engine; use "fp32" or "int8"')
 
 
-def create_engine(config: Config | ModelConfig) -> OnnxRuntimeEngine:
-    """The inference engine for ``config`` (or just its ``[model]``): ONNX Runtime FP32, or INT8
-    from the quantized-model cache (quantized on first use, about a minute for 100 frames)."""
-    model = config.model if isinstance(config, Config) else config
+def _onnxruntime(model: ModelConfig) -> Engine:
     return OnnxRuntimeEngine(
         cpu_model_path(model),
         intra_op_threads=model.intra_op_threads,
         inter_op_threads=model.inter_op_threads,
     )
+
+
+ENGINES: Mapping[str, Callable[[ModelConfig], Engine]] = {CPU: _onnxruntime}
+"""The engine factory for each device this build can infer on."""
+
+
+def create_engine(model: ModelConfig, device: str = CPU) -> Engine:
+    """The inference engine for ``[model]`` on ``device``: on the CPU, ONNX Runtime FP32, or INT8
+    from the quantized-model cache (quantized on first use, about a minute for 100 frames)."""
+    try:
+        factory = ENGINES[device]
+    except KeyError:
+        raise DeviceError(f"no inference engine for device {device!r} in this build") from None
+    return factory(model)
 
 
 def build(config: Config) -> dict[str, str]:

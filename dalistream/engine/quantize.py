@@ -1,7 +1,7 @@
 """ONNX Runtime INT8: static QDQ quantization, per-channel, calibrated on a folder of frames.
 
 Calibration frames travel the live pipeline's path: each image is decoded by FFmpeg into an
-``av.VideoFrame``, scaled and colour-converted by :meth:`CpuDecoder.convert` into its letterbox,
+``av.VideoFrame``, scaled and colour-converted by :meth:`PyAvDecoder.convert` into its letterbox,
 and turned into the model's input tensor by the same :class:`Preprocessor` (DALI graph) the
 service uses. So the activation ranges seen here are the ones the deployed model sees.
 

@@ -13,8 +13,6 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 import structlog
 from aiortsp.rtsp.errors import RTSPError
@@ -29,6 +27,7 @@ from dalistream.rtp.timestamps import TimestampUnwrapper
 
 from .connection_state import Action, Connect, ConnectionMachine, ConnectionPolicy, Disconnect, Emit, KeepAlive
 from .rtsp import RtspSession, UnsupportedTransportError
+from .sink import IngestSink, ReceivedAccessUnit
 
 log = structlog.get_logger(__name__)
 
@@ -36,29 +35,6 @@ log = structlog.get_logger(__name__)
 # transport replies it did not expect. Anything else a session raises is still that camera's
 # failure (aiortsp trips over replies it cannot parse), only logged with its traceback.
 SESSION_ERRORS = (RTSPError, SdpError, OSError, TimeoutError, AssertionError)
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedAccessUnit:
-    """An access unit with the times the pipeline needs downstream."""
-
-    data: bytes
-    key: bool
-    pts: float  # seconds since the session's first RTP timestamp
-    received: float  # time.monotonic() when its last packet arrived
-    wallclock: float  # time.time() at the same moment
-
-
-class IngestSink(Protocol):
-    """What the ingest hands its results to (the runtime)."""
-
-    def stream_started(self, camera: str, fmt: VideoFormat) -> None: ...
-    def access_unit(self, camera: str, unit: ReceivedAccessUnit) -> None: ...
-    def event(self, camera: str, event: str, **fields: Any) -> None: ...
-    def lost(self, camera: str, *, packets: int = 0, frames: int = 0, malformed: int = 0) -> None: ...
-    def internal_error(self, camera: str, error: Exception) -> None:
-        """Our own code raised ``error`` on ``camera``'s packet path (a bug, not the camera's
-        fault): log it with its traceback and count it. The camera restarts its session."""
 
 
 class CameraIngest:
@@ -204,7 +180,7 @@ class CameraIngest:
             self._depacketizer = depacketizer_for(fmt)
             self._unwrapper = TimestampUnwrapper(fmt.clock_rate)
             self._payload_type = fmt.payload_type
-            self._sink.stream_started(self.camera.id, fmt)
+            self._sink.stream_started(self.camera.id, fmt.codec)
             self._execute(self._machine.connected(self._clock(), session_timeout_s=self._session.session_timeout_s, codec=fmt.codec))
         except Exception as exc:
             self._internal_error(exc)

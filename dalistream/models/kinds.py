@@ -10,8 +10,7 @@ from dalistream.geometry import Letterbox
 from dalistream.models import scrfd, yolov5face
 from dalistream.models.convention import InputConvention
 from dalistream.models.faces import Faces
-from dalistream.models.retinaface import RetinaFaceDecoder
-from dalistream.pipeline.preprocess import RETINAFACE_MEAN_BGR, RETINAFACE_STD
+from dalistream.models.retinaface import RETINAFACE_MEAN_BGR, RETINAFACE_STD, RetinaFaceDecoder
 
 MODEL_KINDS = ("retinaface", "yolov5face", "scrfd")
 

@@ -17,6 +17,9 @@ import numpy as np
 from dalistream.geometry import Letterbox
 from dalistream.models.faces import FaceDecoder, Faces, check_letterboxes, finish, top_k_per_image
 
+# Pytorch_Retinaface was trained on BGR images with these channel means, std 1.
+RETINAFACE_MEAN_BGR = (104.0, 117.0, 123.0)
+RETINAFACE_STD = (1.0, 1.0, 1.0)
 STRIDES = (8, 16, 32)  # input px per feature-map cell
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))  # prior side lengths in input px, per stride
 CENTER_VARIANCE = 0.1

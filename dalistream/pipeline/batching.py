@@ -46,6 +46,11 @@ class Batcher(Generic[T]):
         self._count += 1
         return dropped
 
+    def queued(self, camera: Hashable) -> int:
+        """Items waiting for ``camera``."""
+        queue = self._queues.get(camera)
+        return len(queue) if queue is not None else 0
+
     def deadline(self) -> float | None:
         """When the oldest waiting item makes a batch due, or None when empty."""
         oldest = self._oldest_arrival()

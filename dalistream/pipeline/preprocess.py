@@ -9,16 +9,14 @@ import numpy as np
 from dalistream.graphs import letterbox_normalize
 from dalistream.graphs.letterbox import FRAMES
 
-# RetinaFace (Pytorch_Retinaface) was trained on BGR images with these channel means, std 1.
-RETINAFACE_MEAN_BGR = (104.0, 117.0, 123.0)
-RETINAFACE_STD = (1.0, 1.0, 1.0)
-
 
 class Preprocessor:
     """Builds the letterbox graph once and turns frames into the model's input tensor.
 
+    ``mean`` and ``std`` are the model's input convention, per channel of the frames fed.
     The returned array is a view of DALI's output buffer (no copy): it stays valid until
-    the next call, so the caller must be done with it (inference) before calling again.
+    the next call, so the caller must be done with it (inference) before calling again;
+    :class:`~dalistream.models.detector.Detector` keeps that rule for its callers.
     """
 
     def __init__(
@@ -27,10 +25,10 @@ class Preprocessor:
         input_height: int,
         max_batch: int,
         *,
+        mean: Sequence[float],
+        std: Sequence[float],
         device: str = "cpu",
         num_threads: int = 1,
-        mean: Sequence[float] = RETINAFACE_MEAN_BGR,
-        std: Sequence[float] = RETINAFACE_STD,
     ) -> None:
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")

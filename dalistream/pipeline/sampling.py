@@ -22,6 +22,10 @@ class Sampler:
         self.fps = fps
         self._last_slot: int | None = None
 
+    def reset(self) -> None:
+        """A new stream begins: its first frame is taken whatever its pts."""
+        self._last_slot = None
+
     def take(self, pts: float) -> bool:
         """True when the frame at ``pts`` (seconds) should be analysed."""
         slot = math.floor(pts * self.fps + _SLOT_EPSILON)

@@ -1,10 +1,10 @@
 """Accuracy of the live detection path on an annotated image folder (the ``eval`` command).
 
 Each image goes through the code the service runs on camera frames: the JPEG becomes an
-``av.VideoFrame``, :meth:`CpuDecoder.convert` scales and colour-converts it into its letterbox,
-the :class:`Preprocessor` (DALI graph) builds the input tensor, the engine infers and the
-model kind's decoder (with batched NMS) returns faces in source pixels. Only the score
-threshold differs: it is low (:data:`EVAL_SCORE_THRESHOLD`) so the PR curve reaches high recall.
+``av.VideoFrame``, :meth:`PyAvDecoder.convert` scales and colour-converts it into its letterbox,
+and the service's :class:`~dalistream.models.detector.Detector` (DALI graph, engine, the model
+kind's decoder with batched NMS) returns faces in source pixels. Only the score threshold
+differs: it is low (:data:`EVAL_SCORE_THRESHOLD`) so the PR curve reaches high recall.
 The detections are then scored with :mod:`dalistream.tools.evaluation`.
 """
 
@@ -21,11 +21,10 @@ import numpy as np
 
 from dalistream.config import ConfigError, ModelConfig
 from dalistream.decode.images import ImageError, load_image
-from dalistream.engine import create_engine
 from dalistream.tools.evaluation import Detections, GroundTruthError, ImageTruth, evaluate, load_ground_truth
 from dalistream.geometry import Letterbox
-from dalistream.models.kinds import input_convention, output_decoder
-from dalistream.pipeline.preprocess import Preprocessor
+from dalistream.device import CPU_PLAN, DevicePlan
+from dalistream.models.detector import Detector
 
 EVAL_SCORE_THRESHOLD = 0.02
 """Score threshold while evaluating: low, so that AP sees the whole precision/recall trade-off."""
@@ -40,21 +39,21 @@ class EvaluationError(RuntimeError):
 
 
 def detect(
-    model: ModelConfig, images: Path, truth: Sequence[ImageTruth], batch_size: int = EVAL_BATCH
+    model: ModelConfig,
+    images: Path,
+    truth: Sequence[ImageTruth],
+    batch_size: int = EVAL_BATCH,
+    plan: DevicePlan = CPU_PLAN,
 ) -> dict[str, Detections]:
     """Run the live detection path over every annotated image; detections keyed by image name."""
-    width, height = model.input
-    convention = input_convention(model.kind)
-    preprocess = Preprocessor(width, height, batch_size, mean=convention.mean, std=convention.std)
-    engine = create_engine(model)
-    decoder = output_decoder(model.kind, width, height, EVAL_SCORE_THRESHOLD, model.nms_iou)
+    detector = Detector(model, plan, batch_size, score_threshold=EVAL_SCORE_THRESHOLD)
 
     def load(item: ImageTruth) -> tuple[np.ndarray, Letterbox]:
         path = images / item.name
         if not path.is_file():
             raise EvaluationError(f"image {path} listed in the ground truth is missing")
         try:
-            image, letterbox = load_image(path, model.input, convention.pixel_format)
+            image, letterbox = load_image(path, model.input, detector.pixel_format)
         except ImageError as exc:
             raise EvaluationError(str(exc)) from exc
         if (letterbox.source_width, letterbox.source_height) != (item.width, item.height):
@@ -68,14 +67,14 @@ def detect(
     with ThreadPoolExecutor(LOADERS, thread_name_prefix="eval-load") as pool:
         for batch, loaded in zip(_batches(truth, batch_size), _prefetch(pool, load, truth, batch_size)):
             frames = [image for image, _ in loaded]
-            faces = decoder(engine(preprocess(frames)), [letterbox for _, letterbox in loaded])
+            faces = detector(frames, [letterbox for _, letterbox in loaded])
             for item, found in zip(batch, faces):
                 detections[item.name] = Detections(found.boxes, found.scores)
     return detections
 
 
 def run(
-    model: ModelConfig, images: Path, gt: Path, batch_size: int = EVAL_BATCH
+    model: ModelConfig, images: Path, gt: Path, batch_size: int = EVAL_BATCH, plan: DevicePlan = CPU_PLAN
 ) -> dict[str, Any]:
     """AP in percent per setting plus what was measured (the ``eval`` command's JSON report)."""
     if not model.onnx.is_file():
@@ -87,7 +86,7 @@ def run(
     except GroundTruthError as exc:
         raise EvaluationError(f"{gt}: {exc}") from exc
     started = time.monotonic()
-    detections = detect(model, images, truth, batch_size)
+    detections = detect(model, images, truth, batch_size, plan)
     seconds = time.monotonic() - started
     report: dict[str, Any] = {key: round(value, 2) for key, value in evaluate(truth, detections).items()}
     report.update(
@@ -97,6 +96,7 @@ def run(
         model=str(model.onnx),
         input=list(model.input),
         precision=model.precision,
+        device=str(plan),
         score_threshold=EVAL_SCORE_THRESHOLD,
         nms_iou=model.nms_iou,
         seconds=round(seconds, 1),

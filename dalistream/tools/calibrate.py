@@ -6,8 +6,8 @@ skipped: a frame is kept only when its small grayscale thumbnail differs from ev
 already kept for that camera by more than ``min_difference`` (mean absolute difference,
 8-bit levels). Static scenes therefore yield fewer frames rather than copies of one.
 
-:class:`FrameSelector` holds those decisions and is pure; :func:`capture` runs the real
-ingest (:class:`CameraIngest`) and decoder (:class:`CpuDecoder`) and writes JPEG files.
+:class:`FrameSelector` holds those decisions and is pure; :func:`capture` runs the service's
+ingest (cameras or clips) and frame sources with it, full-size frames out, and writes JPEG files.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,16 +27,18 @@ import numpy as np
 import structlog
 
 from dalistream.config import Config
-from dalistream.decode import CpuDecoder, DecodeError
-from dalistream.ingest.camera import CameraIngest, ReceivedAccessUnit
+from dalistream.decode import FrameSpec, StreamStart, create_source
+from dalistream.device import CPU
+from dalistream.ingest import ReceivedAccessUnit, ingest_for
 from dalistream.metrics import Stages
-from dalistream.rtp.sdp import VideoFormat
+from dalistream.pipeline.units import UnitQueue
 
 log = structlog.get_logger(__name__)
 
 THUMBNAIL_SIZE = (32, 18)  # width, height of the grayscale thumbnail compared for duplicates
 UNIT_QUEUE = 50  # access units waiting for a camera's decoder; beyond that the rest of the GOP is skipped
 JPEG_QSCALE = 2  # FFmpeg mjpeg quantizer scale: 2 is near-lossless
+FULL_RGB = FrameSpec(input_size=None, pixel_format="rgb24")  # calibration frames keep their full size
 
 
 @dataclass(slots=True)
@@ -108,91 +109,58 @@ class FrameSelector:
         return all(self.satisfied(camera) for camera in self._cameras)
 
 
-def thumbnail(frame: av.VideoFrame) -> np.ndarray:
-    """Grayscale thumbnail of a decoded frame, for duplicate detection."""
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """Grayscale thumbnail of an RGB frame (HWC uint8), for duplicate detection."""
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
     return frame.to_ndarray(width=THUMBNAIL_SIZE[0], height=THUMBNAIL_SIZE[1], format="gray", interpolation="AREA")
 
 
-def encode_jpeg(frame: av.VideoFrame) -> bytes:
-    """One decoded frame as a JPEG file (FFmpeg's mjpeg encoder, full resolution)."""
+def encode_jpeg(image: np.ndarray) -> bytes:
+    """An RGB frame (HWC uint8) as a JPEG file (FFmpeg's mjpeg encoder, full resolution)."""
+    height, width = image.shape[:2]
     context = av.CodecContext.create("mjpeg", "w")
-    context.width = frame.width
-    context.height = frame.height
+    context.width = width
+    context.height = height
     context.pix_fmt = "yuvj420p"
     context.time_base = Fraction(1, 25)
     context.options = {"qmin": str(JPEG_QSCALE), "qmax": str(JPEG_QSCALE)}
-    image = frame.reformat(format="yuvj420p")
-    image.pts = 0
-    return b"".join(bytes(packet) for packet in [*context.encode(image), *context.encode(None)])
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuvj420p")
+    frame.pts = 0
+    return b"".join(bytes(packet) for packet in [*context.encode(frame), *context.encode(None)])
 
 
 def _file_stem(camera: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", camera)
 
 
-class _CameraDecoder:
-    """One camera's decode side, run on a worker thread one chunk at a time."""
+class _Wanted:
+    """The selector as one camera's frame source sees it: convert a frame only if it is wanted."""
 
-    def __init__(self, camera: str, selector: FrameSelector, out_dir: Path) -> None:
-        self.camera = camera
+    def __init__(self, selector: FrameSelector, camera: str) -> None:
         self._selector = selector
-        self._out_dir = out_dir
-        self._decoder: CpuDecoder | None = None
-        self._pts: dict[int, float] = {}
-        self._tag = 0
-        self.written: list[Path] = []
+        self._camera = camera
 
-    def process(self, items: list[ReceivedAccessUnit | VideoFormat]) -> None:
-        for item in items:
-            if isinstance(item, VideoFormat):
-                self._decoder = CpuDecoder(item.codec)
-                self._pts.clear()
-                continue
-            if self._decoder is None:
-                continue
-            self._tag += 1
-            self._pts[self._tag] = item.pts
-            try:
-                frames = self._decoder.decode(item.data, self._tag)
-            except DecodeError as exc:
-                log.debug("access unit not decodable", camera=self.camera, error=str(exc))
-                continue
-            for frame in frames:
-                pts = self._pts.pop(frame.pts, None)
-                if pts is None or not self._selector.wants(self.camera, pts):
-                    continue
-                if self._selector.offer(self.camera, pts, thumbnail(frame)):
-                    path = self._out_dir / f"{_file_stem(self.camera)}-{self._selector.kept(self.camera):04d}.jpg"
-                    path.write_bytes(encode_jpeg(frame))
-                    self.written.append(path)
-            for tag in [t for t in self._pts if t < self._tag - 16]:
-                del self._pts[tag]
+    def take(self, pts: float) -> bool:
+        return self._selector.wants(self._camera, pts)
+
+    def reset(self) -> None:
+        """Nothing to forget: a restarted stream's early pts is already a new chance."""
 
 
 class _Sink:
-    """The ingest's sink: queues access units per camera, dropping the rest of a GOP when full."""
+    """The ingest's sink: one bounded access-unit queue per camera, as the service has."""
 
     def __init__(self, cameras: Sequence[str]) -> None:
-        self.queues: dict[str, asyncio.Queue[ReceivedAccessUnit | VideoFormat]] = {
-            camera: asyncio.Queue(UNIT_QUEUE) for camera in cameras
-        }
-        self._skipping: dict[str, bool] = dict.fromkeys(cameras, False)
+        self.queues = {camera: UnitQueue(UNIT_QUEUE) for camera in cameras}
 
-    def stream_started(self, camera: str, fmt: VideoFormat) -> None:
-        queue = self.queues[camera]
-        while queue.full():
-            queue.get_nowait()
-        queue.put_nowait(fmt)
-        self._skipping[camera] = False
+    def stream_started(self, camera: str, codec: str) -> None:
+        self.queues[camera].start(StreamStart(codec))
 
     def access_unit(self, camera: str, unit: ReceivedAccessUnit) -> None:
-        if self._skipping[camera] and not unit.key:
-            return
-        try:
-            self.queues[camera].put_nowait(unit)
-            self._skipping[camera] = False
-        except asyncio.QueueFull:
-            self._skipping[camera] = True
+        self.queues[camera].put(unit)  # a dropped unit only costs a candidate frame
+
+    async def room(self, camera: str) -> None:
+        await self.queues[camera].room()
 
     def event(self, camera: str, event: str, **fields: Any) -> None:
         log.info(event, camera=camera, **fields)
@@ -220,20 +188,25 @@ async def capture(
     selector = FrameSelector(cameras, frames, interval_s)
     out_dir.mkdir(parents=True, exist_ok=True)
     sink = _Sink(cameras)
-    decoders = {camera: _CameraDecoder(camera, selector, out_dir) for camera in cameras}
     stages = Stages()
+    sources = {camera: create_source(CPU, camera, _Wanted(selector, camera), FULL_RGB, stages) for camera in cameras}
+    written: dict[str, list[Path]] = {camera: [] for camera in cameras}
     loop = asyncio.get_running_loop()
 
+    def keep(camera: str, items: list[StreamStart | ReceivedAccessUnit]) -> None:
+        """Decode on a worker thread; write the frames the selector keeps."""
+        for frame in sources[camera].process(items).frames:
+            if selector.offer(camera, frame.pts, thumbnail(frame.image)):
+                path = out_dir / f"{_file_stem(camera)}-{selector.kept(camera):04d}.jpg"
+                path.write_bytes(encode_jpeg(frame.image))
+                written[camera].append(path)
+
     async def decode(camera: str, pool: ThreadPoolExecutor) -> None:
-        queue = sink.queues[camera]
-        while not selector.satisfied(camera):
-            items: deque[ReceivedAccessUnit | VideoFormat] = deque([await queue.get()])
-            while not queue.empty():
-                items.append(queue.get_nowait())
-            await loop.run_in_executor(pool, decoders[camera].process, list(items))
+        while not selector.satisfied(camera) and (items := await sink.queues[camera].take(UNIT_QUEUE)) is not None:
+            await loop.run_in_executor(pool, keep, camera, items)
 
     with ThreadPoolExecutor(max(1, min(len(cameras), config.pipeline.decode_threads or 4))) as pool:
-        ingest = [asyncio.create_task(CameraIngest(camera, sink, stages).run()) for camera in config.camera]
+        ingest = [asyncio.create_task(ingest_for(camera, sink, stages).run()) for camera in config.camera]
         decoding = [asyncio.create_task(decode(camera, pool)) for camera in cameras]
         try:
             await asyncio.wait_for(asyncio.gather(*decoding), timeout_s)
@@ -243,5 +216,5 @@ async def capture(
             for task in [*ingest, *decoding]:
                 task.cancel()
             await asyncio.gather(*ingest, *decoding, return_exceptions=True)
-    files = tuple(path for decoder in decoders.values() for path in decoder.written)
+    files = tuple(path for camera in cameras for path in written[camera])
     return CaptureReport(files, {c: selector.kept(c) for c in cameras}, selector.duplicates, selector.done)

@@ -2,11 +2,14 @@
 
 ``demo`` prints what a user wants to see (analysed fps per camera, faces found against the
 clip's ground truth); ``bench`` adds the per-stage costs, CPU use and latency percentiles.
+With ``source="file"`` the cameras read the clip itself (``file://`` cameras, looping) instead
+of the RTSP server: no GStreamer needed, e.g. on a GPU machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import resource
 import time
@@ -25,8 +28,15 @@ SAMPLE_CLIP = ROOT / "media" / "sample_1080p25.h264"
 SAMPLE_TRUTH = ROOT / "media" / "sample_1080p25.gt.json"
 
 
-def demo_config(urls: list[str], out: Path, transports: list[str] | None = None, **pipeline: Any) -> config_module.Config:
-    """Cameras ``cam0…`` on ``urls`` (each over the matching transport, default TCP)."""
+def demo_config(
+    urls: list[str],
+    out: Path,
+    transports: list[str] | None = None,
+    camera: Mapping[str, Any] | None = None,
+    **pipeline: Any,
+) -> config_module.Config:
+    """Cameras ``cam0…`` on ``urls`` (RTSP ones over the matching transport, default TCP), each
+    with the ``camera`` keys added (e.g. ``pace`` and ``loop`` for clips)."""
     transports = transports or ["tcp"] * len(urls)
     return config_module.from_mapping(
         {
@@ -34,7 +44,7 @@ def demo_config(urls: list[str], out: Path, transports: list[str] | None = None,
             "model": {"onnx": str(ROOT / "engines" / "retinaface_mnet025.onnx")},
             "output": {"dir": str(out), "prefix": "demo"},
             "camera": [
-                {"id": f"cam{i}", "url": url, "transport": transport}
+                {"id": f"cam{i}", "url": url, **({} if url.startswith("file:") else {"transport": transport}), **(camera or {})}
                 for i, (url, transport) in enumerate(zip(urls, transports, strict=True))
             ],
         }
@@ -50,11 +60,27 @@ async def run_for(runtime: Runtime, duration_s: float) -> float:
     return time.thread_time() - cpu
 
 
-def run_local(cameras: int, duration_s: float, out: Path, transport: str = "tcp") -> dict[str, Any]:
-    """Serve the sample clip on ``cameras`` mounts, analyse it for ``duration_s``; return a report."""
+def run_local(
+    cameras: int,
+    duration_s: float,
+    out: Path,
+    transport: str = "tcp",
+    *,
+    source: str = "rtsp",
+    pace: str = "realtime",
+) -> dict[str, Any]:
+    """Analyse the sample clip as ``cameras`` cameras for ``duration_s``; return a report.
+
+    ``source="rtsp"``: the local RTSP server serves it on one mount per camera (over
+    ``transport``); ``"file"``: each camera reads the clip itself, looping, at ``pace``.
+    """
     server_cpu = _children_cpu_s()
-    with LocalRtspServer(SAMPLE_CLIP, cameras) as server:
-        runtime = Runtime(demo_config([server.url(i) for i in range(cameras)], out, [transport] * cameras))
+    with LocalRtspServer(SAMPLE_CLIP, cameras) if source == "rtsp" else contextlib.nullcontext() as server:
+        if server is None:
+            config = demo_config([SAMPLE_CLIP.as_uri()] * cameras, out, camera={"pace": pace, "loop": True})
+        else:
+            config = demo_config([server.url(i) for i in range(cameras)], out, [transport] * cameras)
+        runtime = Runtime(config)
         wall, cpu = time.perf_counter(), time.process_time()
         loop_cpu = asyncio.run(run_for(runtime, duration_s))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -63,6 +89,8 @@ def run_local(cameras: int, duration_s: float, out: Path, transport: str = "tcp"
     report = summarize(lines, ClipTruth.load(SAMPLE_TRUTH) if SAMPLE_TRUTH.is_file() else None)
     report["run"] = {
         "cameras": cameras,
+        "source": source if source == "rtsp" else f"file ({pace})",
+        "device": str(runtime.plan),
         "duration_s": round(wall, 2),
         "cpu_percent": round(100 * cpu / wall, 1),
         "event_loop_cpu_percent": round(100 * loop_cpu / wall, 1),

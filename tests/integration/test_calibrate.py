@@ -78,7 +78,7 @@ def test_calibrate_captures_distinct_frames_from_two_cameras(
             with av.open(str(path)) as container:
                 frame = next(container.decode(video=0))
             assert (frame.width, frame.height) == size  # full resolution, not the letterbox
-            thumbs.append(thumbnail(frame).astype(np.float32))
+            thumbs.append(thumbnail(frame.to_ndarray(format="rgb24")).astype(np.float32))
         for i in range(len(thumbs)):
             for j in range(i):
                 assert np.mean(np.abs(thumbs[i] - thumbs[j])) > 2.0, (camera, i, j)

@@ -18,12 +18,9 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
-import numpy as np
 import pytest
 
 from dalistream import config as config_module
@@ -32,13 +29,12 @@ from dalistream.ingest.camera import CameraIngest
 from dalistream.tools.localserver import LocalRtspServer
 from dalistream.metrics import Stages
 from dalistream.pipeline.runtime import Runtime
+from clips import encode
 from conftest import MODEL
 from lossy_relay import LossyRelay
 
 pytestmark = pytest.mark.integration
 
-FPS = 25
-GOP = 10
 BACKOFF_CAP_S = 2.0
 FAST_CAMERA = {"timeout_s": 2.0, "no_data_timeout_s": 2.0, "backoff_first_s": 0.2, "backoff_cap_s": BACKOFF_CAP_S}
 
@@ -46,46 +42,15 @@ FAST_CAMERA = {"timeout_s": 2.0, "no_data_timeout_s": 2.0, "backoff_first_s": 0.
 # ----------------------------------------------------------------------------- media
 
 
-def _encode(path: Path, segments: list[tuple[int, int, int]]) -> None:
-    """Annex-B H.264: for each (width, height, frames) a fresh x264 run (SPS/PPS + IDR first)."""
-    with path.open("wb") as out:
-        for width, height, frames in segments:
-            context = av.CodecContext.create("libx264", "w")
-            context.width, context.height, context.pix_fmt = width, height, "yuv420p"
-            context.framerate = Fraction(FPS)
-            context.time_base = Fraction(1, FPS)
-            context.gop_size = GOP
-            context.max_b_frames = 0
-            context.options = {
-                "preset": "ultrafast",
-                "tune": "zerolatency",
-                "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0:repeat-headers=1",
-            }
-            y, x = np.mgrid[0:height, 0:width]
-            for index in range(frames):
-                image = ((x + y + 4 * index) % 256).astype(np.uint8)
-                frame = av.VideoFrame.from_ndarray(np.dstack([image, image[::-1], image[:, ::-1]]), format="rgb24")
-                frame = frame.reformat(format="yuv420p")
-                frame.pts = index
-                for packet in context.encode(frame):
-                    out.write(bytes(packet))
-            for packet in context.encode(None):
-                out.write(bytes(packet))
-
-
 @pytest.fixture(scope="module")
 def small_clip(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("clips") / "small_320x240.h264"
-    _encode(path, [(320, 240, 100)])
-    return path
+    return encode(tmp_path_factory.mktemp("clips") / "small_320x240.h264", [(320, 240, 100)])
 
 
 @pytest.fixture(scope="module")
 def switching_clip(tmp_path_factory) -> Path:
     """The resolution changes mid-stream (at an IDR with new SPS), and back at the loop seam."""
-    path = tmp_path_factory.mktemp("clips") / "switch_320x240_480x272.h264"
-    _encode(path, [(320, 240, 50), (480, 272, 50)])
-    return path
+    return encode(tmp_path_factory.mktemp("clips") / "switch_320x240_480x272.h264", [(320, 240, 50), (480, 272, 50)])
 
 
 @pytest.fixture

@@ -90,3 +90,47 @@ def test_password_never_printed(model_path, tmp_path: Path):
     assert process.returncode == 0, stderr
     assert "hunter2" not in stdout + stderr
     assert all("hunter2" not in path.read_text() for path in (tmp_path / "out").glob("*.jsonl"))
+
+
+def test_check_prints_the_device_plan_and_refuses_an_impossible_gpu(model_path, tmp_path: Path):
+    site = write_site(tmp_path, model_path, ["rtsp://127.0.0.1:9/x"])
+    site.write_text(site.read_text().replace('device = "cpu"', 'device = "auto"'))
+    process = run_cli("check", str(site))
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    plan = json.loads(stdout)["device_plan"]
+    assert plan["device"] == "cpu" and plan["reason"], plan  # no GPU stages in this build yet
+    assert "device plan" in stderr and plan["reason"] in stderr
+    site.write_text(site.read_text().replace('device = "auto"', 'device = "gpu"'))
+    process = run_cli("check", str(site))
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2 and not stdout
+    assert 'pipeline.device: "gpu" cannot run here: ' + plan["reason"] in stderr, stderr
+    assert "Traceback" not in stderr
+
+
+def test_file_cameras_run_to_their_end_and_the_process_exits_zero(sample_clip: Path, model_path, tmp_path: Path):
+    clip = tmp_path / "clip.h264"
+    with sample_clip.open("rb") as source:
+        clip.write_bytes(source.read(3_000_000))  # the first ~6 s, cut mid access unit
+    site = write_site(tmp_path, model_path, ["file:clip.h264", clip.as_uri()])
+    site.write_text(site.read_text().replace('url = "file:clip.h264"\n', 'url = "file:clip.h264"\npace = "fast"\n'))
+    process = run_cli("--config", str(site), cwd=tmp_path)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    lines = records(tmp_path / "out")
+    for camera in ("cam0", "cam1"):
+        assert "end_of_file" in [r["event"] for r in lines if r["camera"] == camera and r["type"] == "event"]
+        assert sum(r["type"] == "detections" for r in lines if r["camera"] == camera) >= 25
+    assert "stopped" in stderr and "Traceback" not in stderr
+
+
+def test_bench_on_file_sources_needs_no_rtsp_server(model_path, sample_clip: Path, tmp_path: Path):
+    process = run_cli("bench", "--source", "file", "--cameras", "2", "--duration", "6", "--out", str(tmp_path), "--json")
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    report = json.loads(stdout)
+    assert report["run"]["source"] == "file (realtime)" and report["run"]["device"].startswith("cpu: ")
+    for camera in ("cam0", "cam1"):
+        assert report["cameras"][camera]["analysed_fps"] == pytest.approx(5.0, rel=0.05), report["cameras"]
+        assert report["cameras"][camera]["recall"] >= 0.99

@@ -20,7 +20,7 @@ from conftest import SHARED_DATA
 
 from dalistream.tools import accuracy
 from dalistream.config import RETINAFACE_INT8_EXCLUDE, ConfigError, from_mapping
-from dalistream.decode import CpuDecoder
+from dalistream.decode import PyAvDecoder
 from dalistream.engine import create_engine, quantize_settings
 from dalistream.engine.quantize import (
     FrameCalibrationReader,
@@ -117,8 +117,8 @@ def test_calibration_reader_uses_the_live_preprocessing(calib_dir: Path) -> None
     with av.open(str(images[4])) as container:
         frame = next(container.decode(video=0))
     letterbox = Letterbox.fit(frame.width, frame.height, 320, 192)
-    image = np.ascontiguousarray(CpuDecoder.convert(frame, letterbox, "bgr24"))
-    expected = Preprocessor(320, 192, 1)([image])
+    image = np.ascontiguousarray(PyAvDecoder.convert(frame, letterbox, "bgr24"))
+    expected = Preprocessor(320, 192, 1, mean=RETINAFACE_INPUT.mean, std=RETINAFACE_INPUT.std)([image])
     np.testing.assert_array_equal(batches[2], expected)
 
     reader.set_range(1, 2)
@@ -200,7 +200,7 @@ def test_unknown_excluded_node_and_missing_frames_are_reported(model_path: Path,
     (tmp_path / "empty").mkdir()
     config = _config(model_path, tmp_path, precision="int8", calib_dir=str(tmp_path / "empty"))
     with pytest.raises(ConfigError, match="model.calib_dir"):
-        create_engine(config)
+        create_engine(config.model)
     with pytest.raises(ConfigError, match="fp16"):
         create_engine(dataclasses.replace(config.model, precision="fp16"))
 
@@ -219,8 +219,8 @@ def test_int8_loses_at_most_one_ap_point_on_faces_dev(model_path: Path, calib_di
 
 
 def test_runtime_accepts_int8_and_refuses_fp16_on_the_cpu(model_path: Path, tmp_path: Path) -> None:
-    from dalistream.pipeline.runtime import _check_supported
+    from dalistream.pipeline.preflight import preflight
 
-    _check_supported(_config(model_path, tmp_path, precision="int8"))
+    preflight(_config(model_path, tmp_path, precision="int8"))
     with pytest.raises(ConfigError, match="model.precision"):
-        _check_supported(_config(model_path, tmp_path, precision="fp16"))
+        preflight(_config(model_path, tmp_path, precision="fp16"))

@@ -1,4 +1,4 @@
-"""A bring-your-own model kind through the real eval path and the service's Analyzer.
+"""A bring-your-own model kind through the real eval path and the service's detector.
 
 No YOLOv5-Face weights ship with the project, so a tiny real ONNX model stands in: it returns
 the red channel of the model input's top rows as the ``(N, A, 16)`` YOLOv5-Face output (scaled
@@ -19,11 +19,13 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from dalistream.tools.accuracy import detect
-from dalistream.config import Config, ModelConfig
-from dalistream.tools.evaluation import ImageTruth
+from dalistream.config import ModelConfig
+from dalistream.decode import SampledFrame
+from dalistream.device import CPU_PLAN
 from dalistream.geometry import Letterbox
-from dalistream.metrics import Latencies, Stages
-from dalistream.pipeline.runtime import Analyzer, SampledFrame
+from dalistream.models.detector import Detector
+from dalistream.pipeline.runtime import analyse
+from dalistream.tools.evaluation import ImageTruth
 
 SIZE = 64  # input and image side, px
 ROWS = 8  # anchors
@@ -80,11 +82,10 @@ def test_eval_path_finds_the_planted_face(model: ModelConfig, tmp_path: Path) ->
     np.testing.assert_allclose(found.scores, [250 / 255], atol=1e-6)
 
 
-def test_analyzer_uses_the_kind_s_convention_and_decoder(model: ModelConfig) -> None:
-    config = Config(model=dataclasses.replace(model, score_threshold=0.5))
-    analyzer = Analyzer(config, Stages(), Latencies())
+def test_the_service_detector_uses_the_kind_s_convention_and_decoder(model: ModelConfig) -> None:
+    detector = Detector(dataclasses.replace(model, score_threshold=0.5), CPU_PLAN, max_batch=8)
     frame = SampledFrame("cam", 0, 0.0, planted_image(), Letterbox.fit(SIZE, SIZE, SIZE, SIZE), 0.0, 0.0)
-    (record,) = analyzer([frame])
+    (record,) = analyse(detector, [frame])
     (face,) = record["faces"]
     np.testing.assert_allclose(face["box"], [20, 18, 40, 42], atol=1e-3)
     np.testing.assert_allclose(face["landmarks"][0], [24, 26], atol=1e-3)

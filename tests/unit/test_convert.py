@@ -1,4 +1,4 @@
-"""CpuDecoder.convert: channel order by parameter, and rows DALI accepts at any content width."""
+"""PyAvDecoder.convert: channel order by parameter, and rows DALI accepts at any content width."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from dalistream.decode import CpuDecoder
+from dalistream.decode import PyAvDecoder
 from dalistream.geometry import Letterbox
 from dalistream.pipeline.preprocess import Preprocessor
 
@@ -17,7 +17,7 @@ def test_convert_orders_channels_and_packs_rows(pixel_format: str) -> None:
     rgb[..., 0] = 200  # pure red
     frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
     letterbox = Letterbox.fit(1024, 1388, 640, 640)  # 472 px wide: swscale pads such rows
-    image = CpuDecoder.convert(frame, letterbox, pixel_format)
+    image = PyAvDecoder.convert(frame, letterbox, pixel_format)
     assert image.shape == (640, 472, 3) and image.flags["C_CONTIGUOUS"]
     red = 0 if pixel_format == "rgb24" else 2
     assert abs(int(image[320, 236, red]) - 200) <= 2 and image[320, 236, 2 - red] <= 2

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from dalistream.pipeline.preprocess import RETINAFACE_MEAN_BGR, Preprocessor
+from dalistream.models.retinaface import RETINAFACE_MEAN_BGR, RETINAFACE_STD
+from dalistream.pipeline.preprocess import Preprocessor
 
 
 def reference(frames, width, height):
@@ -17,14 +18,14 @@ def reference(frames, width, height):
 def test_matches_numpy_for_mixed_sizes():
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(540, 960, 3), (544, 408, 3), (360, 640, 3)]]
-    preprocess = Preprocessor(960, 544, max_batch=4)
+    preprocess = Preprocessor(960, 544, max_batch=4, mean=RETINAFACE_MEAN_BGR, std=RETINAFACE_STD)
     out = preprocess(frames)
     assert out.shape == (3, 3, 544, 960) and out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
     np.testing.assert_array_equal(out, reference(frames, 960, 544))
 
 
 def test_output_is_a_view_of_dali_memory():
-    preprocess = Preprocessor(64, 64, max_batch=2)
+    preprocess = Preprocessor(64, 64, max_batch=2, mean=RETINAFACE_MEAN_BGR, std=RETINAFACE_STD)
     first = preprocess([np.full((64, 64, 3), 200, np.uint8)])
     assert not first.flags["OWNDATA"]
     address = first.__array_interface__["data"][0]
@@ -44,4 +45,4 @@ def test_output_is_a_view_of_dali_memory():
 )
 def test_rejects_bad_batches(frames, message):
     with pytest.raises(ValueError, match=message):
-        Preprocessor(64, 64, max_batch=2)(frames)
+        Preprocessor(64, 64, max_batch=2, mean=RETINAFACE_MEAN_BGR, std=RETINAFACE_STD)(frames)

@@ -1,0 +1,104 @@
+"""One face detector: the model's input convention, the DALI graph, the engine and the output
+decoder, built together once from ``[model]`` and the device plan.
+
+The service, ``eval``, ``calibrate``/``build`` tooling, ``bench`` and the measuring scripts all
+detect through this object, so what they measure is what the service runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from dalistream.config import ModelConfig
+from dalistream.device import DevicePlan
+from dalistream.engine import create_engine
+from dalistream.geometry import Letterbox
+from dalistream.metrics import Stages
+from dalistream.models.faces import Faces
+from dalistream.models.kinds import input_convention, output_decoder
+from dalistream.pipeline.preprocess import Preprocessor
+
+
+class Detector:
+    """Frames scaled into their letterbox (HWC uint8, :attr:`pixel_format`) in, faces in source
+    pixels out.
+
+    ``score_threshold`` overrides the model's (``eval`` lowers it to see the whole PR curve).
+    Each call measures its stages (``dali_graph``, ``inference``, ``postprocess``) into
+    ``stages``. Calls may come from several threads: the graph's output buffer is reused by
+    its next run, so preprocessing and inference of one batch hold a lock, and what leaves
+    this object (faces, :meth:`tensor`'s copy) is the caller's.
+    """
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        plan: DevicePlan,
+        max_batch: int,
+        *,
+        score_threshold: float | None = None,
+        stages: Stages | None = None,
+    ) -> None:
+        width, height = model.input
+        self.model = model
+        self.device = plan.device
+        self.max_batch = max_batch
+        self.convention = input_convention(model.kind)
+        self._preprocess = Preprocessor(
+            width, height, max_batch, mean=self.convention.mean, std=self.convention.std, device=plan.device
+        )
+        self._engine = create_engine(model, plan.device)
+        threshold = model.score_threshold if score_threshold is None else score_threshold
+        self._decoder = output_decoder(model.kind, width, height, threshold, model.nms_iou)
+        self._stages = stages if stages is not None else Stages()
+        self._lock = threading.Lock()
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The model input, width and height."""
+        return self.model.input
+
+    @property
+    def pixel_format(self) -> str:
+        """What frames must be converted to: ``"bgr24"`` or ``"rgb24"``."""
+        return self.convention.pixel_format
+
+    def warm_up(self) -> None:
+        """Run a blank batch of the largest size: the first runs allocate buffers and pick
+        kernels (hundreds of ms), better before any camera's frames wait on it."""
+        width, height = self.input_size
+        blank = np.zeros((height, width, 3), np.uint8)
+        self([blank] * self.max_batch, [Letterbox.fit(width, height, width, height)] * self.max_batch)
+
+    def __call__(self, images: Sequence[np.ndarray], letterboxes: Sequence[Letterbox]) -> list[Faces]:
+        """Faces per image; ``letterboxes[i]`` says where ``images[i]`` came from."""
+        n = len(images)
+        with self._lock:
+            with self._stages.measure("dali_graph", n):
+                tensor = self._preprocess(images)
+            with self._stages.measure("inference", n):
+                outputs = self._engine(tensor)
+        return self.decode(outputs, letterboxes)
+
+    def tensor(self, images: Sequence[np.ndarray], *, copy: bool = True) -> np.ndarray:
+        """The model input for ``images``, a copy the caller owns (for tools that time stages).
+
+        ``copy=False`` returns the graph's own output buffer, valid only until this detector's
+        next call: for a single thread timing the graph alone.
+        """
+        with self._lock, self._stages.measure("dali_graph", len(images)):
+            tensor = self._preprocess(images)
+            return np.array(tensor, copy=True) if copy else tensor
+
+    def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        """The engine alone on a prepared input."""
+        with self._lock, self._stages.measure("inference", len(tensor)):
+            return self._engine(tensor)
+
+    def decode(self, outputs: Mapping[str, np.ndarray], letterboxes: Sequence[Letterbox]) -> list[Faces]:
+        """The output decoder (threshold, boxes, NMS) alone, back to source pixels."""
+        with self._stages.measure("postprocess", len(letterboxes)):
+            return self._decoder(outputs, letterboxes)

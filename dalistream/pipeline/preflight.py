@@ -1,0 +1,34 @@
+"""What is checked before any camera is contacted: the device plan, the model, the clips.
+
+The service and ``check`` both run :func:`preflight`, so a configuration ``check`` accepts
+starts, and one it refuses fails the same way at start-up: a :class:`ConfigError` naming the
+key, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dalistream.config import Config, ConfigError
+from dalistream.decode import SOURCES
+from dalistream.device import CPU, GPU, DevicePlan, GpuFacts, probe_gpu, resolve
+from dalistream.engine import ENGINES
+
+
+def device_plan(requested: str, probe: Callable[[], GpuFacts] = probe_gpu) -> DevicePlan:
+    """``pipeline.device`` resolved against this machine (probed unless "cpu") and this build's stages."""
+    facts = None if requested == CPU else probe()
+    return resolve(requested, facts, gpu_stages=GPU in SOURCES and GPU in ENGINES)
+
+
+def preflight(config: Config, probe: Callable[[], GpuFacts] = probe_gpu) -> DevicePlan:
+    """Check what can be checked without the network; returns the resolved device plan."""
+    if not config.model.onnx.is_file():
+        raise ConfigError(f"model.onnx: {config.model.onnx} not found (scripts/setup.sh extracts the default model)")
+    for index, camera in enumerate(config.camera):
+        if camera.is_file and not camera.file_path.is_file():
+            raise ConfigError(f"camera[{index}].url: no such file {camera.file_path}")
+    plan = device_plan(config.pipeline.device, probe)
+    if config.model.precision == "fp16" and plan.device != GPU:
+        raise ConfigError(f'model.precision: "fp16" needs the GPU engine; the plan is {plan}; use "fp32" or "int8"')
+    return plan

@@ -1,0 +1,62 @@
+"""The one detector object gives exactly what its parts give when wired by hand, as the service,
+``eval`` and the scripts each used to wire them."""
+
+from __future__ import annotations
+
+from itertools import islice
+from pathlib import Path
+
+import av
+import numpy as np
+
+from dalistream.config import ModelConfig
+from dalistream.decode import PyAvDecoder
+from dalistream.device import CPU_PLAN
+from dalistream.engine.onnxruntime import OnnxRuntimeEngine
+from dalistream.geometry import Letterbox
+from dalistream.metrics import Stages
+from dalistream.models.detector import Detector
+from dalistream.models.kinds import input_convention, output_decoder
+from dalistream.pipeline.preprocess import Preprocessor
+
+
+def test_detector_equals_its_parts_wired_by_hand(sample_clip: Path, model_path: Path) -> None:
+    model = ModelConfig(onnx=model_path, input=(640, 384))
+    decoder = PyAvDecoder("H264")
+    with av.open(str(sample_clip), format="h264") as container:
+        frames = [f for i, p in enumerate(islice(container.demux(), 60)) if p.size for f in decoder.decode(bytes(p), i)][::10]
+    letterbox = Letterbox.fit(frames[0].width, frames[0].height, *model.input)
+    images = [PyAvDecoder.convert(f, letterbox, "bgr24") for f in frames]
+    assert len(images) == 6
+
+    convention = input_convention(model.kind)
+    preprocess = Preprocessor(*model.input, 4, mean=convention.mean, std=convention.std)
+    engine = OnnxRuntimeEngine(model_path)
+    by_hand = output_decoder(model.kind, *model.input, model.score_threshold, model.nms_iou)
+    expected = [faces for start in (0, 4) for faces in by_hand(engine(preprocess(images[start:start + 4])), [letterbox] * len(images[start:start + 4]))]
+
+    stages = Stages()
+    detector = Detector(model, CPU_PLAN, 4, stages=stages)
+    found = [faces for start in (0, 4) for faces in detector(images[start:start + 4], [letterbox] * len(images[start:start + 4]))]
+
+    assert sum(len(f.scores) for f in found) >= 20  # five faces a frame in this clip
+    for mine, theirs in zip(found, expected, strict=True):
+        np.testing.assert_array_equal(mine.boxes, theirs.boxes)
+        np.testing.assert_array_equal(mine.scores, theirs.scores)
+        np.testing.assert_array_equal(mine.landmarks, theirs.landmarks)
+    assert {name: cost.items for name, cost in stages.snapshot().items()} == {"dali_graph": 6, "inference": 6, "postprocess": 6}
+
+
+def test_tensor_is_the_caller_s_and_infer_decode_split_the_call(sample_clip: Path, model_path: Path) -> None:
+    model = ModelConfig(onnx=model_path, input=(320, 192))
+    detector = Detector(model, CPU_PLAN, 2)
+    images = [np.full((180, 320, 3), level, np.uint8) for level in (40, 200)]
+    first = detector.tensor(images)
+    kept = first.copy()
+    detector.tensor(images[::-1])  # the graph reuses its buffer; the copy handed out does not change
+    np.testing.assert_array_equal(first, kept)
+    letterboxes = [Letterbox.fit(320, 180, 320, 192)] * 2
+    split = detector.decode(detector.infer(first), letterboxes)
+    whole = detector(images, letterboxes)
+    for a, b in zip(split, whole, strict=True):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
