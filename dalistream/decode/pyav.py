@@ -12,6 +12,7 @@ from dalistream.ingest.sink import ReceivedAccessUnit
 from dalistream.metrics import Stages
 
 from .source import Decoded, FrameSelector, FrameSource, FrameSpec, SampledFrame, StreamStart
+from .timing import FrameTimes
 
 _CODECS = {"H264": "h264", "H265": "hevc"}
 
@@ -81,7 +82,7 @@ class PyAvFrameSource(FrameSource):
     def __init__(self, camera: str, selector: FrameSelector, spec: FrameSpec, stages: Stages) -> None:
         super().__init__(camera, selector, spec, stages)
         self._decoder: PyAvDecoder | None = None
-        self._pending: dict[int, ReceivedAccessUnit] = {}
+        self._times: FrameTimes[ReceivedAccessUnit] = FrameTimes()
         self._tag = 0
         self._corrupt = 0  # frames decoded with concealed errors in the current call
 
@@ -98,16 +99,16 @@ class PyAvFrameSource(FrameSource):
             if self._decoder is None:
                 raise RuntimeError(f"{self.camera}: access unit before the stream started")
             self._tag += 1
-            self._pending[self._tag] = item
+            self._times.fed(self._tag, item, item.pts)
             with self.stages.measure("decode"):
                 try:
                     decoded = self._decoder.decode(item.data, self._tag)
                 except DecodeError:
+                    self._times.void(self._tag)
                     errors += 1
                     continue
             self._select(decoded, frames)
-            for tag in [t for t in self._pending if t < self._tag - self.PENDING_LIMIT]:
-                del self._pending[tag]
+            self._times.expire(self._tag - self.PENDING_LIMIT)
         return Decoded(frames, errors, self._corrupt)
 
     def finish(self) -> Decoded:
@@ -126,20 +127,20 @@ class PyAvFrameSource(FrameSource):
                     self._select(decoder.flush(), frames)
                 except DecodeError:
                     errors = 1
-        self._pending.clear()
+        self._times = FrameTimes()
         return errors
 
     def _select(self, decoded: list[av.VideoFrame], frames: list[SampledFrame]) -> None:
         for frame in decoded:
             self._corrupt += frame.is_corrupt
-            unit = self._pending.pop(frame.pts, None)
-            if unit is not None and self.selector.take(unit.pts):
-                frames.append(self._convert(frame, unit))
+            timed = self._times.frame(frame.pts)
+            if timed is not None and self.selector.take(timed[1]):
+                frames.append(self._convert(frame, *timed))
 
-    def _convert(self, frame: av.VideoFrame, unit: ReceivedAccessUnit) -> SampledFrame:
+    def _convert(self, frame: av.VideoFrame, unit: ReceivedAccessUnit, pts: float) -> SampledFrame:
         width, height = self.spec.input_size or (frame.width, frame.height)
         letterbox = Letterbox.fit(frame.width, frame.height, width, height)
         with self.stages.measure("convert"):
             image = PyAvDecoder.convert(frame, letterbox, self.spec.pixel_format)
         seq, self.next_seq = self.next_seq, self.next_seq + 1
-        return SampledFrame(self.camera, seq, unit.pts, image, letterbox, unit.received, unit.wallclock)
+        return SampledFrame(self.camera, seq, pts, image, letterbox, unit.received, unit.wallclock)
