@@ -101,7 +101,11 @@ def _serve(args: argparse.Namespace) -> int:
     asyncio.run(serve())
     internal = {camera: count for camera, count in runtime.internal_errors().items() if count}
     log.info("stopped", analysed=runtime.analysed(), files=[str(p) for p in runtime.output_paths],
+             records_written=runtime.records_written, records_lost=runtime.records_lost,
              **({"internal_errors": internal} if internal else {}))
+    if runtime.records_lost and not runtime.output_recovered:
+        log.error("records were lost and the output never recovered", records_lost=runtime.records_lost)
+        return 1
     return 0
 
 

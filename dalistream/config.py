@@ -106,11 +106,13 @@ class OutputConfig:
     prefix: str = _doc("File name prefix: <prefix>-<UTC start time>.jsonl.", default="dalistream")
     rotate_mb: float = _doc("Start a new file once the current one reaches this size (MiB).", default=256.0)
     rotate_daily: bool = _doc("Also start a new file when the UTC date changes.", default=True)
+    fsync: str = _doc('When written lines are forced onto the disk: after every "batch", when a file is closed ("rotate") or "never" (the kernel decides).', default="rotate")
 
     def validate(self, key: str) -> None:
         if not self.prefix or "/" in self.prefix:
             raise ConfigError(f"{key}.prefix: must be a non-empty file name part, got {self.prefix!r}")
         _positive(f"{key}.rotate_mb", self.rotate_mb)
+        _choice(f"{key}.fsync", self.fsync, ("batch", "rotate", "never"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,8 +49,9 @@ def detections(
     }
 
 
-def event(*, camera: str, event: str, wallclock: float, **fields: Any) -> dict[str, Any]:
-    """A camera event: connected, disconnected, gap, dropped, …; ``fields`` add detail."""
+def event(*, camera: str | None, event: str, wallclock: float, **fields: Any) -> dict[str, Any]:
+    """A camera event (connected, disconnected, gap, dropped, …) or, with ``camera`` None, one
+    of the service (output_gap, stopped); ``fields`` add detail."""
     return {
         "v": SCHEMA_VERSION,
         "type": "event",

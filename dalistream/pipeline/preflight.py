@@ -7,12 +7,33 @@ key, never a traceback.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from dalistream.config import Config, ConfigError
 from dalistream.decode import SOURCES
 from dalistream.device import CPU, GPU, DevicePlan, GpuFacts, probe_gpu, resolve
 from dalistream.engine import ENGINES
+
+
+def output_problem(directory: Path) -> str | None:
+    """Why records could not be written into ``directory``, or None: it must be a directory we
+    can create files in, or one we can create (a file is made and removed to find out)."""
+    existing = directory
+    while not existing.exists():
+        if existing.parent == existing:
+            return f"{directory} cannot be created: no existing parent"
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory" + ("" if existing == directory else f" (it is on the way to {directory})")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".dalistream-probe-"):
+            pass
+    except OSError as exc:
+        what = "cannot be written" if existing == directory else f"cannot be created in {existing}"
+        return f"{directory} {what}: {exc.strerror}"
+    return None
 
 
 def device_plan(requested: str, probe: Callable[[], GpuFacts] = probe_gpu) -> DevicePlan:
@@ -28,6 +49,8 @@ def preflight(config: Config, probe: Callable[[], GpuFacts] = probe_gpu) -> Devi
     for index, camera in enumerate(config.camera):
         if camera.is_file and not camera.file_path.is_file():
             raise ConfigError(f"camera[{index}].url: no such file {camera.file_path}")
+    if (problem := output_problem(config.output.dir)) is not None:
+        raise ConfigError(f"output.dir: {problem}")
     plan = device_plan(config.pipeline.device, probe)
     if config.model.precision == "fp16" and plan.device != GPU:
         raise ConfigError(f'model.precision: "fp16" needs the GPU engine; the plan is {plan}; use "fp32" or "int8"')

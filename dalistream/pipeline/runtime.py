@@ -35,13 +35,14 @@ from dalistream.pipeline.batching import Batcher
 from dalistream.pipeline.preflight import preflight
 from dalistream.pipeline.sampling import Sampler
 from dalistream.pipeline.units import Put, UnitQueue
-from dalistream.sinks import JsonlWriter, SinkError
+from dalistream.sinks import JsonlWriter, RecordWriter
 
 log = structlog.get_logger(__name__)
 
 ACCESS_UNIT_QUEUE = 50  # per camera: 2 s of 25 fps video waiting for the decoder
 DECODE_CHUNK = 8  # access units handed to a decode thread at once
 REPORT_INTERVAL_S = 1.0  # how often loss/drop counts become events
+OUTPUT_CLOSE_S = 5.0  # at shutdown, how long a refusing disk is retried before the rest is lost
 
 
 def analyse(
@@ -107,21 +108,38 @@ class Runtime:
         self._batcher: Batcher[SampledFrame] = Batcher(
             config.pipeline.max_batch, config.pipeline.max_wait_ms / 1e3, config.pipeline.queue_frames
         )
-        self._writer = JsonlWriter(
-            config.output.dir,
-            config.output.prefix,
-            rotate_bytes=int(config.output.rotate_mb * 2**20),
-            rotate_daily=config.output.rotate_daily,
+        self._writer = RecordWriter(
+            JsonlWriter(
+                config.output.dir,
+                config.output.prefix,
+                rotate_bytes=int(config.output.rotate_mb * 2**20),
+                rotate_daily=config.output.rotate_daily,
+                fsync=config.output.fsync,
+            )
         )
         self._wake = asyncio.Event()  # frames were queued for batching
         self._taken = asyncio.Event()  # a batch was taken: lossless cameras may push again
         self._draining = False  # stopping: the batch loop analyses what waits, then returns
         self._batching: asyncio.Task[None] | None = None  # the batch loop, while running
-        self.records_lost = 0
 
     @property
     def output_paths(self) -> list[Path]:
-        return list(self._writer.paths)
+        return self._writer.paths
+
+    @property
+    def records_written(self) -> int:
+        return self._writer.written
+
+    @property
+    def records_lost(self) -> int:
+        """Records that never reached the output (each loss is also in an ``output_gap`` event
+        once the output recovers)."""
+        return self._writer.lost
+
+    @property
+    def output_recovered(self) -> bool:
+        """The output ended healthy: any loss is on record in the files."""
+        return self._writer.recovered
 
     def analysed(self) -> dict[str, int]:
         return {camera: state.analysed for camera, state in self._cameras.items()}
@@ -168,6 +186,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         threads = self.config.pipeline.decode_threads or os.cpu_count() or 1
         log.info("device plan", device=self.plan.device, reason=self.plan.reason)
+        self._writer.start()
         with (
             ThreadPoolExecutor(threads, thread_name_prefix="decode") as decode_pool,
             ThreadPoolExecutor(1, thread_name_prefix="infer") as infer_pool,
@@ -200,7 +219,8 @@ class Runtime:
                 reporting.cancel()
                 drained, _ = await asyncio.gather(batching, reporting, return_exceptions=True)
                 self._report()
-                self._writer.close()
+                self._write([records.event(camera=None, event="stopped", wallclock=time.time(), analysed=self.analysed())])
+                await loop.run_in_executor(None, self._writer.close, OUTPUT_CLOSE_S)
             if isinstance(drained, Exception):
                 raise drained  # the last batches failed: say so rather than end as if complete
 
@@ -303,8 +323,4 @@ class Runtime:
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         with self.stages.measure("write", len(batch)):
-            try:
-                self._writer.write(batch)
-            except SinkError as exc:
-                self.records_lost += len(batch)
-                log.error("output write failed", error=str(exc))
+            self._writer.submit(batch)

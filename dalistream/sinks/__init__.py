@@ -1,5 +1,6 @@
 """Where records go."""
 
-from .jsonl import JsonlWriter, SinkError
+from .jsonl import FSYNC_MODES, DurabilityError, JsonlWriter, SinkError
+from .writer import RecordWriter
 
-__all__ = ["JsonlWriter", "SinkError"]
+__all__ = ["FSYNC_MODES", "DurabilityError", "JsonlWriter", "RecordWriter", "SinkError"]

@@ -11,8 +11,15 @@ from pathlib import Path
 from typing import IO, Any
 
 
+FSYNC_MODES = ("batch", "rotate", "never")
+
+
 class SinkError(OSError):
     """Records could not be written (disk full, permissions…); the message says how many."""
+
+
+class DurabilityError(SinkError):
+    """The records are in the file, but closing it (fsync, close) failed: they may not be on the disk."""
 
 
 class JsonlWriter:
@@ -21,9 +28,11 @@ class JsonlWriter:
     A new file starts when the current one reaches ``rotate_bytes`` or, with ``rotate_daily``,
     when the UTC date changes. Existing files are never truncated: a name already taken gets a
     numeric suffix. Each :meth:`write` ends with a flush, so a crash loses at most the batch
-    being written. When the disk refuses a write, the file is cut back to its last complete
-    line, :class:`SinkError` says how many records were lost, and the next write starts a
-    fresh file.
+    being written; ``fsync`` says when the kernel is made to put it on the disk too: after
+    every ``"batch"``, when a file is closed (``"rotate"``) or ``"never"``. When the disk
+    refuses a write, the file is cut back to its last complete line (removed if that leaves it
+    empty), :class:`SinkError` says how many records were not written, and the next write
+    starts a fresh file. Not thread-safe: one writer thread.
     """
 
     def __init__(
@@ -33,12 +42,16 @@ class JsonlWriter:
         *,
         rotate_bytes: int,
         rotate_daily: bool = True,
+        fsync: str = "rotate",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if fsync not in FSYNC_MODES:
+            raise ValueError(f"fsync must be one of {', '.join(FSYNC_MODES)}, got {fsync!r}")
         self.directory = directory
         self.prefix = prefix
         self.rotate_bytes = rotate_bytes
         self.rotate_daily = rotate_daily
+        self.fsync = fsync
         self._clock = clock
         self._file: IO[bytes] | None = None
         self._flushed = 0  # bytes of whole lines in the current file
@@ -53,6 +66,8 @@ class JsonlWriter:
             file = self._current_file()
             file.write("".join(lines).encode())
             file.flush()
+            if self.fsync == "batch":
+                os.fsync(file.fileno())
         except OSError as exc:
             self._abandon()
             raise SinkError(exc.errno, f"lost {len(lines)} records writing {self.directory}: {exc.strerror}") from exc
@@ -61,9 +76,16 @@ class JsonlWriter:
             self.close()
 
     def close(self) -> None:
+        """Close the current file (the next write starts another); raises :class:`SinkError`
+        when what was written cannot be made durable."""
         if self._file is not None:
             file, self._file = self._file, None
-            file.close()
+            try:
+                if self.fsync != "never":
+                    os.fsync(file.fileno())
+                file.close()
+            except OSError as exc:
+                raise DurabilityError(exc.errno, f"closing {self.paths[-1]}: {exc.strerror}") from exc
 
     def _current_file(self) -> IO[bytes]:
         now = datetime.fromtimestamp(self._clock(), UTC)
@@ -97,6 +119,9 @@ class JsonlWriter:
         except OSError:
             pass  # closing flushes the very lines that just failed; they are counted lost
         try:
-            os.truncate(self.paths[-1], self._flushed)
+            if self._flushed:
+                os.truncate(self.paths[-1], self._flushed)
+            else:  # nothing of it was ever written: leave no empty file behind
+                self.paths.pop().unlink()
         except OSError as exc:
             raise SinkError(exc.errno, f"cannot cut {self.paths[-1]} back to whole lines: {exc.strerror}") from exc

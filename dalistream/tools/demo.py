@@ -115,6 +115,8 @@ def summarize(lines: Iterable[Mapping[str, Any]], truth: ClipTruth | None) -> di
     events: dict[str, Counter] = defaultdict(Counter)
     dropped: Counter = Counter()
     for line in lines:
+        if line["camera"] is None:
+            continue  # the service's own events (stopped, output_gap)
         if line["type"] == "detections":
             detections[line["camera"]].append(line)
         else:

@@ -91,3 +91,24 @@ def test_write_failure_is_reported_and_the_next_write_recovers(tmp_path: Path):
     assert "FILES 2" in out
     lines = [json.loads(line) for f in tmp_path.iterdir() for line in f.read_text().splitlines()]
     assert sorted(line["ok"] for line in lines if "ok" in line) == [1, 2]
+
+
+def test_no_empty_files_after_failed_writes(tmp_path: Path):
+    """A file the disk takes nothing into is removed, not left empty (RLIMIT_FSIZE in a child)."""
+    script = textwrap.dedent(f"""
+import resource, signal
+from pathlib import Path
+from dalistream.sinks import JsonlWriter, SinkError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+writer = JsonlWriter(Path({str(tmp_path)!r}), "f", rotate_bytes=1 << 30)
+for _ in range(3):
+    try:
+        writer.write([{{"x": 1}}])
+    except SinkError as exc:
+        print("ERR", exc)
+print("FILES", len(writer.paths))
+""")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.count("ERR") == 3 and "FILES 0" in out
+    assert not list(tmp_path.iterdir())
