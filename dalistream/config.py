@@ -129,6 +129,7 @@ class CameraConfig:
     password_env: str = _doc("Name of the environment variable holding the password; overrides one in the URL. Passwords are never read from this file.", default="")
     tls_verify: bool = _doc("rtsps:// only: check the camera's certificate and host name.", default=True)
     tls_ca_file: str = _doc('rtsps:// only: PEM file of CA certificates to trust ("" = the system\'s).', default="")
+    max_receive_mbps: float = _doc("A camera sending more than this (Mbit/s over any second) is disconnected, so a flooding peer cannot starve the others.", default=100.0)
     pace: str = _doc('file:// only: "realtime" (at the clip\'s own rate, like a camera) or "fast" (as fast as the pipeline takes it, nothing dropped).', default="realtime")
     loop: bool = _doc("file:// only: start over at the end of the clip (timestamps keep growing) instead of ending the camera.", default=False)
 
@@ -165,6 +166,7 @@ class CameraConfig:
         _positive(f"{key}.backoff_first_s", self.backoff_first_s)
         _at_least(f"{key}.backoff_cap_s", self.backoff_cap_s, self.backoff_first_s)
         _positive(f"{key}.backoff_reset_s", self.backoff_reset_s)
+        _positive(f"{key}.max_receive_mbps", self.max_receive_mbps)
         self._validate_credentials(key)
         if self.tls_ca_file:
             if parts.scheme != "rtsps":

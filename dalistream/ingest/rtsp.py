@@ -11,11 +11,12 @@ import asyncio
 import logging
 import math
 import ssl
+import time
 from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
 from aiortsp.rtsp.connection import RTSPConnection
-from aiortsp.rtsp.errors import RTSPError, RTSPResponseError
+from aiortsp.rtsp.errors import RTSPConnectionError, RTSPError, RTSPResponseError
 from aiortsp.rtsp.parser import RTSPResponse
 from aiortsp.rtsp.session import RTSPMediaSession, sanitize_rtsp_url
 from aiortsp.transport import TCPTransport, UDPTransport
@@ -25,6 +26,7 @@ from dalistream.rtp.packet import RtpPacket
 from dalistream.rtp.sdp import VideoFormat, video_format
 
 from .auth import Credentials
+from .limits import ReceiveBudget, printable
 from .secure_connection import (
     DEFAULT_RTSPS_PORT,
     RedactingLogger,
@@ -37,6 +39,8 @@ from .secure_connection import (
 DEFAULT_RTSP_PORT = 554
 DEFAULT_SESSION_TIMEOUT_S = 60.0  # RFC 2326 §12.37, when the server's Session header has none
 UNSUPPORTED_TRANSPORT = 461
+REASON_LIMIT = 300  # characters of an event's reason
+DEFAULT_MAX_RECEIVE_MBPS = 100.0  # a 4K camera sends 15-25 Mbit/s
 
 # aiortsp logs through stdlib logging; we hand it this logger so users can silence it at will.
 _AIORTSP_LOGGER = logging.getLogger("dalistream.aiortsp")
@@ -45,12 +49,36 @@ PacketHandler = Callable[[bytes], None]
 
 
 class _RawRtp:
-    """Mixin for aiortsp transports: RTP datagrams go to ``on_rtp`` unparsed."""
+    """Mixin for aiortsp transports: RTP datagrams go to ``on_rtp`` unparsed (UDP ones first
+    through the camera's receive ``budget``), and RTCP problems never leave the transport."""
 
     on_rtp: PacketHandler
+    budget: ReceiveBudget | None = None  # UDP only: interleaved data is counted by the connection
 
     def handle_rtp_data(self, data: bytes) -> None:
+        if self.budget is not None and (over := self.budget.spend(len(data), time.monotonic())):
+            self.close(RTSPConnectionError(over))
+            return
         self.on_rtp(data)
+
+    def handle_rtcp_data(self, data: bytes) -> None:
+        try:
+            super().handle_rtcp_data(data)
+        except Exception as exc:  # aiortsp's RTCP parser on a malformed report: drop it, as RTP
+            self.logger.debug("malformed RTCP packet dropped: %r", exc)
+
+    async def rtcp_loop(self) -> None:
+        """aiortsp's receiver-report loop, minus its traceback on stderr: a report that cannot
+        be built or sent is skipped (servers only use them to keep UDP sessions alive)."""
+        initial = True
+        while self.running:
+            await asyncio.sleep(self.stats.rtcp_interval(initial))
+            initial = False
+            try:
+                if report := self.stats.build_rtcp():
+                    await self.send_rtcp_report(report)
+            except Exception as exc:
+                self.logger.debug("RTCP receiver report not sent: %r", exc)
 
 
 class _TcpTransport(_RawRtp, TCPTransport):
@@ -121,9 +149,11 @@ class RtspSession:
         timeout_s: float,
         credentials: Credentials | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        max_receive_mbps: float = DEFAULT_MAX_RECEIVE_MBPS,
     ) -> None:
         """``credentials`` default to those in ``url`` (percent-decoded); an ``rtsps://`` URL
-        uses TLS with ``ssl_context`` (default: verify against the system's trust store)."""
+        uses TLS with ``ssl_context`` (default: verify against the system's trust store); a
+        peer sending over ``max_receive_mbps`` is disconnected."""
         parts = urlsplit(url)
         self.host = parts.hostname or ""
         tls = parts.scheme == "rtsps"
@@ -136,6 +166,7 @@ class RtspSession:
         self.transport_name = transport
         self.timeout_s = timeout_s
         self.session_timeout_s = DEFAULT_SESSION_TIMEOUT_S  # the server's, known once on_format is called
+        self.budget = ReceiveBudget(max_receive_mbps * 1e6 / 8)
         self._transport: _TcpTransport | _UdpTransport | None = None
         self._connection: RTSPConnection | None = None
         self._session: _MediaSession | None = None
@@ -149,11 +180,14 @@ class RtspSession:
         credentials = None
         if (user_password := camera.credentials()) is not None:
             credentials = Credentials(*user_password)
-        return cls(camera.url, transport, timeout_s=camera.timeout_s, credentials=credentials, ssl_context=ssl_context)
+        return cls(camera.url, transport, timeout_s=camera.timeout_s, credentials=credentials, ssl_context=ssl_context,
+                   max_receive_mbps=camera.max_receive_mbps)
 
     def describe(self, error: BaseException) -> str:
-        """A one-line reason for an event about ``error``, with this camera's credentials never in it."""
-        return redact(f"{type(error).__name__}: {error}".splitlines()[0], credential_secrets(self.credentials))
+        """A one-line reason for an event about ``error``: this camera's credentials never in it,
+        peer text escaped and cut short."""
+        line = f"{type(error).__name__}: {error}".splitlines()[0]
+        return printable(redact(line, credential_secrets(self.credentials)), REASON_LIMIT)
 
     def count_received(self, packet: RtpPacket) -> None:
         if self._transport is not None:
@@ -181,11 +215,14 @@ class RtspSession:
             logger=logger,
             timeout=self.timeout_s,
             ssl_context=self.ssl_context,
+            budget=self.budget,
         ) as connection:
             self._connection = connection
             # timeout=0: aiortsp's own no-data watchdog stays off; the caller's state machine decides.
             transport = transport_class(connection, logger=logger, timeout=0)
             transport.on_rtp = on_rtp
+            if transport_class is _UdpTransport:
+                transport.budget = self.budget
             async with transport:
                 async with _MediaSession(connection, self.media_url, transport=transport, logger=logger) as session:
                     self.session_timeout_s = session.timeout_s

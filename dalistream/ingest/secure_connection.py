@@ -1,5 +1,5 @@
-"""aiortsp's RTSP connection with our authentication, TLS settings, credential-free logs and
-repeated reply headers merged (aiortsp itself fails on them).
+"""aiortsp's RTSP connection with our authentication, TLS settings, credential-free logs,
+repeated reply headers merged (aiortsp itself fails on them) and bounded receiving.
 
 aiortsp 1.4.0 answers Digest without ``qop`` only, and logs every request it sends at debug
 level, ``Authorization`` header included. :class:`RtspConnection` swaps its authentication for
@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from collections.abc import Iterable, Mapping, MutableMapping
+import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from aiortsp.rtsp.connection import RTSPConnection
@@ -21,6 +22,7 @@ from aiortsp.rtsp.errors import RTSPConnectionError
 from aiortsp.rtsp.parser import RTSPResponse
 
 from .auth import Authenticator, Credentials, basic_authorization
+from .limits import ReceiveBudget, parser_overrun, printable
 
 DEFAULT_RTSPS_PORT = 322  # RFC 7826 §11.1: rtsps over TLS
 
@@ -68,10 +70,11 @@ def merge_repeated_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class RedactingLogger(logging.LoggerAdapter):
-    """A logger for aiortsp whose records never carry credentials.
+    """A logger for aiortsp whose records never carry credentials nor raw peer text.
 
     Arguments are redacted before the record is made (aiortsp passes raw request text, bytes
-    and message objects as ``%s`` arguments); numbers pass through untouched.
+    and message objects as ``%s`` arguments), their control characters escaped and their
+    length cut (:func:`~dalistream.ingest.limits.printable`); numbers pass through untouched.
     """
 
     def __init__(self, logger: logging.Logger, secrets: Iterable[str] = ()) -> None:
@@ -81,7 +84,7 @@ class RedactingLogger(logging.LoggerAdapter):
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if not self.isEnabledFor(level):
             return
-        clean_msg = redact(str(msg), self._secrets)
+        clean_msg = printable(redact(str(msg), self._secrets))
         clean_args = tuple(self._clean(arg) for arg in args)
         self.logger.log(level, clean_msg, *clean_args, **kwargs)
 
@@ -92,7 +95,7 @@ class RedactingLogger(logging.LoggerAdapter):
         if isinstance(arg, bool | int | float) or arg is None:
             return arg
         text = arg.decode("latin-1") if isinstance(arg, bytes | bytearray) else str(arg)
-        return redact(text, self._secrets)
+        return printable(redact(text, self._secrets))
 
 
 class RtspConnection(RTSPConnection):
@@ -100,7 +103,9 @@ class RtspConnection(RTSPConnection):
 
     A rejected or unanswerable challenge makes the request raise
     :class:`~dalistream.ingest.auth.AuthError` instead of aiortsp's generic response error.
-    ``ssl_context`` makes it an RTSPS (TLS) connection.
+    ``ssl_context`` makes it an RTSPS (TLS) connection. Received data is bounded: headers by
+    :func:`~dalistream.ingest.limits.parser_overrun`, the rate by ``budget``; a peer that
+    breaks a bound, or sends what aiortsp cannot parse, ends the connection with the reason.
     """
 
     def __init__(
@@ -112,10 +117,45 @@ class RtspConnection(RTSPConnection):
         logger: logging.Logger | logging.LoggerAdapter,
         timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        budget: ReceiveBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # aiortsp keeps username/password to pick its own auth: it gets neither.
         super().__init__(host, port, None, None, logger=logger, ssl=ssl_context, timeout=timeout)
         self._auth = _AiortspAuth(Authenticator(credentials))
+        self._budget = budget
+        self._clock = clock
+
+    def data_received(self, data: bytes) -> None:
+        """aiortsp's dispatch loop, with bounds, and without its raw-data log and stderr traceback."""
+        try:
+            if self._budget is not None and (over := self._budget.spend(len(data), self._clock())):
+                raise RTSPConnectionError(over)
+            for message in self.parser.parse(data):
+                if message.type == "response":
+                    self.on_response(message)
+                    request = self.active_requests.get(message.cseq)
+                    if request is not None and not request.done():
+                        request.set_result(message)
+                elif message.type == "binary":
+                    self.on_binary(message)
+                elif message.type == "request":
+                    self.on_request(message)
+            if overrun := parser_overrun(self.parser):
+                raise RTSPConnectionError(overrun)
+        except RTSPConnectionError as exc:
+            self._fail(exc)
+        except Exception as exc:  # aiortsp's parser trips over what it cannot read: the peer's doing
+            error = RTSPConnectionError(f"invalid data received: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            self._fail(error)
+
+    def _fail(self, error: RTSPConnectionError) -> None:
+        self.logger.debug("closing the connection: %s", error)
+        if not self.result.done():
+            self.result.set_exception(error)
+        if self._transport is not None:
+            self._transport.close()
 
     async def prepare(self) -> None:
         """Connect (and shake hands over TLS); a failed handshake says why, e.g. an untrusted certificate."""

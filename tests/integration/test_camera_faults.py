@@ -15,6 +15,9 @@ import contextlib
 import json
 import random
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -243,6 +246,9 @@ class FakeCamera:
     ``quirky``: a SETUP reply with ``Session: 1;timeout=sixty`` sent twice and ``Public`` sent
     twice in OPTIONS, then plays like ``keepalive``. ``bad_ports``: a UDP SETUP reply with
     ``server_port=rtp-rtcp``, which aiortsp's UDP transport raises ``ValueError`` on.
+    ``endless_header``: answers OPTIONS with a header line that never ends, at several MB/s.
+    ``flood``: after PLAY, valid-looking RTP as fast as the socket takes it.
+    ``hostile_text``: answers OPTIONS with terminal escapes and 100 KB of text on its status line.
     """
 
     def __init__(self, mode: str) -> None:
@@ -277,6 +283,19 @@ class FakeCamera:
             if self.mode == "mute":
                 await reader.read()
                 return
+            if self.mode == "endless_header":
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nX-Endless: ")
+                while True:
+                    writer.write(b"a" * 65536)
+                    await writer.drain()
+                    await asyncio.sleep(0.01)
+            if self.mode == "hostile_text":
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"RTSP/1.0 OK\x1b[2J\x1b[31mOWNED\x07" + b"z" * 100_000 + b"\r\n\r\n")
+                await writer.drain()
+                await reader.read()
+                return
             while True:
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
                 method = head.split(" ", 1)[0]
@@ -286,6 +305,8 @@ class FakeCamera:
                     writer.write(self._reply(cseq, "200 OK", {"Session": "1"}))
                     if self.mode in ("keepalive", "quirky"):
                         self._tasks.add(asyncio.create_task(self._trickle(writer)))
+                    elif self.mode == "flood":
+                        await self._flood(writer)
                     elif not self._udp:
                         await self._spew(writer)
                     continue
@@ -336,6 +357,15 @@ class FakeCamera:
             writer.write(b"$\0" + (len(header) + 3).to_bytes(2, "big") + header + b"\x41\x9a\x00")  # a P slice
             await writer.drain()
             await asyncio.sleep(0.05)
+
+    @staticmethod
+    async def _flood(writer: asyncio.StreamWriter) -> None:
+        payload = b"\x41\x9a" + bytes(1400)  # a P slice's start, zeros after
+        for seq in range(1_000_000):
+            header = bytes([0x80, 96]) + (seq % 65536).to_bytes(2, "big") + (seq * 90 % 2**32).to_bytes(4, "big") + b"\0\0\0\1"
+            writer.write(b"$\0" + (len(header) + len(payload)).to_bytes(2, "big") + header + payload)
+            if seq % 64 == 0:
+                await writer.drain()
 
     async def _spew(self, writer: asyncio.StreamWriter) -> None:
         for round_ in range(40):
@@ -473,6 +503,93 @@ def test_quirky_cameras_and_our_own_bugs_stay_with_their_camera(serve, small_cli
     after = [d for d in _of(lines, "buggy", "detections") if _time(d) > _time(disconnected)]
     assert len(after) >= 10, "the camera did not resume after the internal error"
     assert len(_of(lines, "buggy", "connected")) == 2
+
+
+def _rss_mb() -> float:
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return int(fields["VmRSS"].split()[0]) / 1024
+
+
+def test_flooding_peers_are_cut_off_and_cost_the_others_nothing(serve, small_clip: Path, tmp_path: Path):
+    """An endless header line at several MB/s and an RTP flood over the camera's budget: both
+    disconnected with the reason, memory flat, the healthy camera at 5 fps."""
+    server = serve(small_clip, 1)
+    run_s = 12.0
+    rss: list[float] = []
+
+    async def main() -> list[dict[str, Any]]:
+        async with FakeCamera("endless_header") as endless, FakeCamera("flood") as flood:
+            config = _config(
+                [
+                    _camera("healthy", server.url(0)),
+                    _camera("endless", endless.url()),
+                    _camera("flood", flood.url(), max_receive_mbps=4.0),
+                ],
+                tmp_path,
+            )
+            runtime = Runtime(config)
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(run_s, stop.set)
+            running = asyncio.create_task(runtime.run(stop))
+            while not running.done():
+                rss.append(_rss_mb())
+                await asyncio.sleep(0.25)
+            await running
+        return [json.loads(line) for path in runtime.output_paths for line in path.read_text().splitlines()]
+
+    lines = asyncio.run(main())
+    healthy = _of(lines, "healthy", "detections")
+    assert len(healthy) >= 5 * (run_s - 6) and _analysed_fps(healthy) == pytest.approx(5.0, rel=0.1), len(healthy)
+    assert not _of(lines, "healthy", "disconnected")
+    endless = [e["reason"] for e in _of(lines, "endless", "disconnected")]
+    assert endless and all("RTSP message headers longer than 64 KiB" in r for r in endless), endless
+    flood = [e["reason"] for e in _of(lines, "flood", "disconnected")]
+    assert flood and "receiving over 4 Mbit/s" in flood[0], flood
+    settled = rss[len(rss) // 4 :]
+    assert max(settled) - min(settled) < 100, f"RSS grew from {min(settled):.0f} to {max(settled):.0f} MB"
+
+
+@contextlib.contextmanager
+def _fakes_in_a_thread(*modes: str):
+    """Fake cameras served from a thread of their own (for a dalistream process to reach)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    fakes = [FakeCamera(mode) for mode in modes]
+    for fake in fakes:
+        asyncio.run_coroutine_threadsafe(fake.__aenter__(), loop).result(5)
+    try:
+        yield fakes
+    finally:
+        for fake in fakes:
+            asyncio.run_coroutine_threadsafe(fake.__aexit__(None, None, None), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+def test_logs_are_ours_structured_escaped_and_short(model_path: Path, tmp_path: Path):
+    """Hostile replies (escape sequences, 100 KB lines, garbage that used to print tracebacks)
+    never reach stderr raw: every line is our JSON log, short, without control characters."""
+    with _fakes_in_a_thread("hostile_text", "garbage") as (hostile, garbage):
+        site = tmp_path / "site.toml"
+        site.write_text(
+            f'[pipeline]\ndevice = "cpu"\n[model]\nonnx = "{MODEL}"\n[output]\ndir = "{tmp_path / "out"}"\n'
+            + "".join(f'[[camera]]\nid = "{cam}"\nurl = "{url}"\nbackoff_cap_s = 1.0\n'
+                      for cam, url in (("hostile", hostile.url()), ("garbage", garbage.url())))
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "dalistream", "--log-json", "--log-level", "debug", "--config", str(site), "--duration", "6"],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stderr.splitlines()
+    assert len(lines) > 10
+    for line in lines:
+        record = json.loads(line)  # raises on anything that is not our JSON log
+        assert len(line) < 4096, line[:200]
+        assert "Traceback" not in line and "\x1b" not in line and "\\u001b" not in line and "\x07" not in line
+        assert "event" in record and "level" in record
+    assert any(r.get("camera") == "hostile" and r.get("event") == "disconnected" for r in map(json.loads, lines))
 
 
 class _RecordingSink:
