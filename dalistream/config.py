@@ -119,7 +119,7 @@ class OutputConfig:
 class CameraConfig:
     id: str = _doc("Camera name used in every record; unique.")
     url: str = _doc("rtsp:// or rtsps:// (TLS) URL; user:password in it (percent-encoded) is never logged. Or file:///path (or file:path, relative to the config file) of a recorded H.264/H.265 clip.")
-    transport: str = _doc('"tcp" (RTP interleaved on the RTSP connection) or "udp".', default="tcp")
+    transport: str = _doc('"auto" (TCP first; the other when the camera refuses one with 461, or UDP never arrives; remembered), "tcp" (RTP interleaved on the RTSP connection) or "udp" (TCP if refused).', default="auto")
     timeout_s: float = _doc("RTSP request timeout in seconds.", default=10.0)
     no_data_timeout_s: float = _doc("Reconnect when no RTP packet arrived for this many seconds (UDP that never delivers falls back to TCP).", default=5.0)
     backoff_first_s: float = _doc("Delay before the first reconnect; each further attempt doubles it (with up to 20 % jitter below).", default=0.5)
@@ -160,7 +160,7 @@ class CameraConfig:
             parts.port
         except ValueError as exc:
             raise ConfigError(f"{key}.url: invalid port") from exc
-        _choice(f"{key}.transport", self.transport, ("tcp", "udp"))
+        _choice(f"{key}.transport", self.transport, ("auto", "tcp", "udp"))
         _positive(f"{key}.timeout_s", self.timeout_s)
         _positive(f"{key}.no_data_timeout_s", self.no_data_timeout_s)
         _positive(f"{key}.backoff_first_s", self.backoff_first_s)

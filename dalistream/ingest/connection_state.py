@@ -16,9 +16,13 @@ A session ends either from outside (:meth:`ConnectionMachine.failed`: refused, R
 closed by the server) or from inside (:meth:`ConnectionMachine.tick` sees no packet for
 ``no_data_timeout_s`` — a stalled camera — and returns :class:`Disconnect`, which the shell
 carries out). Each end emits ``disconnected`` (with its reason) and ``reconnecting`` (attempt,
-delay, transport). A UDP session that is refused with 461 Unsupported Transport, or that plays
-but never receives a packet, switches the camera to TCP for good: a network that blocks UDP
-once keeps blocking it.
+delay, transport).
+
+Transport: a transport is *refused* when SETUP is answered 461 Unsupported Transport, or when a
+UDP session plays but never receives a packet (a network that blocks UDP once keeps blocking
+it). ``"auto"`` starts with TCP and moves to the other transport when one is refused, each
+refusal remembered for the camera's lifetime, as FFmpeg-based tools do; ``"udp"`` falls back to
+TCP for good when UDP is refused; ``"tcp"`` stays TCP, as configured.
 
 Backoff: attempt ``n`` (1-based) waits ``backoff_first_s * 2**(n-1)``, capped at
 ``backoff_cap_s``, scaled by a jitter factor drawn from ``[1 - jitter, 1]`` so the cap is never
@@ -36,6 +40,7 @@ from typing import Any
 
 TCP = "tcp"
 UDP = "udp"
+AUTO = "auto"
 KEEPALIVE_FRACTION = 0.5  # of the server's session timeout
 
 
@@ -80,7 +85,7 @@ Action = Connect | Disconnect | KeepAlive | Emit
 class ConnectionPolicy:
     """The timing rules of one camera's connection (all in seconds)."""
 
-    transport: str = TCP
+    transport: str = TCP  # "tcp", "udp" or "auto"
     no_data_timeout_s: float = 5.0
     backoff_first_s: float = 0.5
     backoff_cap_s: float = 30.0
@@ -88,8 +93,8 @@ class ConnectionPolicy:
     jitter: float = 0.2  # the delay is scaled by a factor drawn from [1 - jitter, 1]
 
     def __post_init__(self) -> None:
-        if self.transport not in (TCP, UDP):
-            raise ValueError(f"transport must be {TCP!r} or {UDP!r}, got {self.transport!r}")
+        if self.transport not in (TCP, UDP, AUTO):
+            raise ValueError(f"transport must be {TCP!r}, {UDP!r} or {AUTO!r}, got {self.transport!r}")
         if not (self.no_data_timeout_s > 0 and self.backoff_first_s > 0 and self.backoff_reset_s > 0):
             raise ValueError("timeouts and backoff times must be > 0")
         if not self.backoff_cap_s >= self.backoff_first_s:
@@ -108,7 +113,8 @@ class ConnectionMachine:
 
     def __init__(self, policy: ConnectionPolicy, random: Callable[[], float]) -> None:
         self.policy = policy
-        self.transport = policy.transport
+        self.transport = TCP if policy.transport == AUTO else policy.transport
+        self._refused: set[str] = set()  # transports the camera refused, remembered
         self.state = State.IDLE
         self.attempt = 0  # failed attempts since the last healthy session
         self._random = random
@@ -151,7 +157,7 @@ class ConnectionMachine:
         """The current session ended (error, refusal, or closed by the server)."""
         if self.state not in (State.CONNECTING, State.PLAYING):
             raise RuntimeError(f"failed() in state {self.state.value}")
-        return self._back_off(now, reason, fallback=unsupported_transport and self.transport == UDP)
+        return self._back_off(now, reason, refused=unsupported_transport)
 
     def tick(self, now: float) -> list[Action]:
         """Time passed: detect stalls, send keep-alives, start due retries."""
@@ -165,7 +171,7 @@ class ConnectionMachine:
             silent_udp = self.transport == UDP and math.isnan(self._first_packet)
             what = "no UDP packets in" if silent_udp else "no data for"
             reason = f"{what} {self.policy.no_data_timeout_s:g} s"
-            return [Disconnect(reason), *self._back_off(now, reason, fallback=silent_udp)]
+            return [Disconnect(reason), *self._back_off(now, reason, refused=silent_udp)]
         if now >= self._keepalive_at:
             self._keepalive_at = now + self._keepalive_s
             return [KeepAlive()]
@@ -179,7 +185,16 @@ class ConnectionMachine:
             return min(self._last_data + self.policy.no_data_timeout_s, self._keepalive_at)
         return math.inf
 
-    def _back_off(self, now: float, reason: str, *, fallback: bool) -> list[Action]:
+    def _instead(self) -> str:
+        """The transport to try after the current one was refused."""
+        other = UDP if self.transport == TCP else TCP
+        if self.policy.transport == AUTO and other not in self._refused:
+            return other
+        if self.policy.transport == UDP:
+            return TCP
+        return self.transport
+
+    def _back_off(self, now: float, reason: str, *, refused: bool) -> list[Action]:
         healthy = (
             self.state is State.PLAYING
             and not math.isnan(self._first_packet)
@@ -192,8 +207,9 @@ class ConnectionMachine:
         self.state = State.BACKING_OFF
         self._retry_at = now + delay
         self._keepalive_at = math.inf
-        if fallback:
-            self.transport = TCP
+        if refused:
+            self._refused.add(self.transport)
+            self.transport = self._instead()
         return [
             Emit("disconnected", {"reason": reason}),
             Emit("reconnecting", {"attempt": self.attempt, "delay_s": round(delay, 3), "transport": self.transport}),

@@ -249,6 +249,8 @@ class FakeCamera:
     ``endless_header``: answers OPTIONS with a header line that never ends, at several MB/s.
     ``flood``: after PLAY, valid-looking RTP as fast as the socket takes it.
     ``hostile_text``: answers OPTIONS with terminal escapes and 100 KB of text on its status line.
+    ``udp_only``: answers an interleaved (TCP) SETUP with 461, as VLC's RTSP output does; over UDP
+    plays like ``keepalive``, its packets sent to the client's ports.
     """
 
     def __init__(self, mode: str) -> None:
@@ -256,6 +258,7 @@ class FakeCamera:
         self.port = 0
         self.connections = 0
         self._udp = False  # the last SETUP asked for RTP over UDP
+        self._client_rtp_port = 0  # where the client wants RTP over UDP
         self.methods: list[tuple[float, str]] = []  # (time.monotonic(), method) received
         self._random = random.Random(3)
         self._server: asyncio.Server | None = None
@@ -305,6 +308,8 @@ class FakeCamera:
                     writer.write(self._reply(cseq, "200 OK", {"Session": "1"}))
                     if self.mode in ("keepalive", "quirky"):
                         self._tasks.add(asyncio.create_task(self._trickle(writer)))
+                    elif self.mode == "udp_only":
+                        self._tasks.add(asyncio.create_task(self._trickle_udp()))
                     elif self.mode == "flood":
                         await self._flood(writer)
                     elif not self._udp:
@@ -330,6 +335,10 @@ class FakeCamera:
             self._udp = "client_port" in transport
             if self._udp and self.mode == "reject_udp":
                 return self._reply(cseq, "461 Unsupported Transport", {})
+            if not self._udp and self.mode == "udp_only":
+                return self._reply(cseq, "461 Unsupported Transport", {})
+            if self._udp:
+                self._client_rtp_port = int(transport.split("client_port=")[1].split("-")[0])
             if self._udp and self.mode == "bad_ports":
                 transport += ";server_port=rtp-rtcp"
             elif self._udp:
@@ -357,6 +366,16 @@ class FakeCamera:
             writer.write(b"$\0" + (len(header) + 3).to_bytes(2, "big") + header + b"\x41\x9a\x00")  # a P slice
             await writer.drain()
             await asyncio.sleep(0.05)
+
+    async def _trickle_udp(self) -> None:
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+        try:
+            for seq in range(10_000):
+                header = bytes([0x80, 0x80 | 96]) + seq.to_bytes(2, "big") + (seq * 3600).to_bytes(4, "big") + b"\0\0\0\1"
+                transport.sendto(header + b"\x41\x9a\x00", ("127.0.0.1", self._client_rtp_port))
+                await asyncio.sleep(0.05)
+        finally:
+            transport.close()
 
     @staticmethod
     async def _flood(writer: asyncio.StreamWriter) -> None:
@@ -590,6 +609,28 @@ def test_logs_are_ours_structured_escaped_and_short(model_path: Path, tmp_path: 
         assert "Traceback" not in line and "\x1b" not in line and "\\u001b" not in line and "\x07" not in line
         assert "event" in record and "level" in record
     assert any(r.get("camera") == "hostile" and r.get("event") == "disconnected" for r in map(json.loads, lines))
+
+
+def test_auto_transport_moves_to_udp_for_a_camera_that_refuses_tcp():
+    """transport = "auto" (the default) against a UDP-only server: TCP first, then UDP on 461,
+    and the session plays there (its packets arrive: no fallback back to TCP)."""
+    sink = _RecordingSink()
+
+    async def main() -> None:
+        async with FakeCamera("udp_only") as fake:
+            camera = CameraConfig(id="cam", url=fake.url(), **FAST_CAMERA)
+            assert camera.transport == "auto"
+            task = asyncio.create_task(CameraIngest(camera, sink, Stages()).run())
+            await asyncio.sleep(4.0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(main())
+    names = [e for e, _ in sink.events]
+    assert names == ["disconnected", "reconnecting", "connected"], sink.events
+    assert "UnsupportedTransportError" in sink.events[0][1]["reason"]
+    assert sink.events[1][1]["transport"] == "udp" and sink.events[2][1]["transport"] == "udp"
 
 
 class _RecordingSink:

@@ -239,3 +239,25 @@ def test_random_inputs_keep_the_machine_consistent(steps):
             assert m.deadline() - now <= 4.0
         assert m.deadline() >= now or m.state is not State.CONNECTING
         assert m.transport in ("udp", "tcp")
+
+
+def test_auto_starts_on_tcp_and_moves_to_udp_when_tcp_is_refused_for_good():
+    m = machine(ConnectionPolicy(transport="auto", backoff_cap_s=4.0))
+    assert m.start() == [Connect("tcp")]
+    actions = m.failed(0.0, "UnsupportedTransportError: 461", unsupported_transport=True)
+    assert events(actions)[1][1]["transport"] == "udp"
+    assert m.tick(m.deadline()) == [Connect("udp")]
+    play(m, 10.0)
+    m.failed(30.0, "closed by server")  # an ordinary failure: the refusal is remembered
+    assert m.tick(m.deadline()) == [Connect("udp")]
+
+
+def test_auto_moves_to_tcp_when_udp_never_arrives_and_stays_when_both_are_refused():
+    m = machine(ConnectionPolicy(transport="auto"))
+    m.start()
+    m.failed(0.0, "461", unsupported_transport=True)
+    assert m.tick(m.deadline()) == [Connect("udp")]
+    m.connected(10.0, session_timeout_s=60.0)
+    actions = m.tick(15.0)
+    assert actions[0] == Disconnect("no UDP packets in 5 s")
+    assert events(actions)[1][1]["transport"] == "udp"  # TCP was refused too: keep trying, no flapping
