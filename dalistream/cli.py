@@ -18,6 +18,8 @@ from dalistream import logs
 
 log = structlog.get_logger("dalistream")
 
+EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): a bug of ours, not the configuration or the cameras
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -98,7 +100,12 @@ def _serve(args: argparse.Namespace) -> int:
         log.info("running", cameras=len(config.camera), output=str(config.output.dir))
         await runtime.run(stop)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except Exception:
+        # A shared stage (batcher, detector, writer) failed: a bug. Stop at once, loudly.
+        log.exception("internal error: a stage shared by all cameras failed; stopping", files=[str(p) for p in runtime.output_paths])
+        return EXIT_INTERNAL_ERROR
     internal = {camera: count for camera, count in runtime.internal_errors().items() if count}
     log.info("stopped", analysed=runtime.analysed(), files=[str(p) for p in runtime.output_paths],
              records_written=runtime.records_written, records_lost=runtime.records_lost,

@@ -17,6 +17,9 @@ from typing import Any, get_args, get_origin, get_type_hints
 from urllib.parse import unquote, urlsplit
 
 
+DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322}  # RFC 2326; RFC 7826 §11.1 (RTSP over TLS)
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the offending key."""
 
@@ -157,9 +160,15 @@ class CameraConfig:
         if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
             raise ConfigError(f"{key}.url: must be rtsp://host[:port]/path, rtsps://host[:port]/path or file:///path")
         try:
-            parts.port
+            port = parts.port
         except ValueError as exc:
-            raise ConfigError(f"{key}.url: invalid port") from exc
+            hint = ""
+            if "@" in self.url.partition("://")[2]:
+                hint = (" (a password holding '#', '?' or '/' cuts the URL short: percent-encode them"
+                        " as %23, %3F, %2F, or use password_env)")
+            raise ConfigError(f"{key}.url: invalid port{hint}") from exc
+        if port == 0:
+            raise ConfigError(f"{key}.url: port 0 is not a port a camera listens on (omit it for {DEFAULT_PORTS[parts.scheme]})")
         _choice(f"{key}.transport", self.transport, ("auto", "tcp", "udp"))
         _positive(f"{key}.timeout_s", self.timeout_s)
         _positive(f"{key}.no_data_timeout_s", self.no_data_timeout_s)

@@ -21,7 +21,7 @@ from aiortsp.rtsp.parser import RTSPResponse
 from aiortsp.rtsp.session import RTSPMediaSession, sanitize_rtsp_url
 from aiortsp.transport import TCPTransport, UDPTransport
 
-from dalistream.config import CameraConfig
+from dalistream.config import DEFAULT_PORTS, CameraConfig
 from dalistream.rtp.packet import RtpPacket
 from dalistream.rtp.sdp import VideoFormat, video_format
 
@@ -36,7 +36,7 @@ from .secure_connection import (
     redact,
 )
 
-DEFAULT_RTSP_PORT = 554
+DEFAULT_RTSP_PORT = DEFAULT_PORTS["rtsp"]
 DEFAULT_SESSION_TIMEOUT_S = 60.0  # RFC 2326 §12.37, when the server's Session header has none
 UNSUPPORTED_TRANSPORT = 461
 REASON_LIMIT = 300  # characters of an event's reason

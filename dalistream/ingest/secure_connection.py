@@ -21,10 +21,12 @@ from aiortsp.rtsp.connection import RTSPConnection
 from aiortsp.rtsp.errors import RTSPConnectionError
 from aiortsp.rtsp.parser import RTSPResponse
 
+from dalistream.config import DEFAULT_PORTS
+
 from .auth import Authenticator, Credentials, basic_authorization
 from .limits import ReceiveBudget, parser_overrun, printable
 
-DEFAULT_RTSPS_PORT = 322  # RFC 7826 §11.1: rtsps over TLS
+DEFAULT_RTSPS_PORT = DEFAULT_PORTS["rtsps"]
 
 REDACTED = "***"
 _AUTHORIZATION_LINE = re.compile(r"(?im)^((?:proxy-)?authorization)[ \t]*:[^\r\n]*")

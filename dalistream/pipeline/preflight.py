@@ -11,10 +11,25 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import onnx
+
 from dalistream.config import Config, ConfigError
 from dalistream.decode import SOURCES
 from dalistream.device import CPU, GPU, DevicePlan, GpuFacts, probe_gpu, resolve
 from dalistream.engine import ENGINES
+
+
+def model_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be the detector: not ONNX, or not one input and some outputs."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends: the file is not an ONNX model
+        return f"{path} is not an ONNX model ({type(exc).__name__}: {exc})"
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1 or not model.graph.output:
+        return f"{path}: a detector has one input and some outputs; this model has inputs {inputs} and {len(model.graph.output)} outputs"
+    return None
 
 
 def output_problem(directory: Path) -> str | None:
@@ -46,6 +61,8 @@ def preflight(config: Config, probe: Callable[[], GpuFacts] = probe_gpu) -> Devi
     """Check what can be checked without the network; returns the resolved device plan."""
     if not config.model.onnx.is_file():
         raise ConfigError(f"model.onnx: {config.model.onnx} not found (scripts/setup.sh extracts the default model)")
+    if (problem := model_problem(config.model.onnx)) is not None:
+        raise ConfigError(f"model.onnx: {problem}")
     for index, camera in enumerate(config.camera):
         if camera.is_file and not camera.file_path.is_file():
             raise ConfigError(f"camera[{index}].url: no such file {camera.file_path}")

@@ -75,6 +75,7 @@ def analyse(
 
 @dataclass(slots=True)
 class _CameraState:
+    sampler: Sampler
     source: FrameSource
     units: UnitQueue
     lossless: bool  # a clip read as fast as the pipeline goes: wait for room, never drop
@@ -97,14 +98,15 @@ class Runtime:
         self.stages = Stages()
         self.latencies = Latencies()
         spec = FrameSpec(config.model.input, input_convention(config.model.kind).pixel_format)
-        self._cameras = {
-            cam.id: _CameraState(
-                create_source(self.plan.device, cam.id, Sampler(config.pipeline.detect_fps), spec, self.stages),
+        self._cameras = {}
+        for cam in config.camera:
+            sampler = Sampler(config.pipeline.detect_fps)
+            self._cameras[cam.id] = _CameraState(
+                sampler,
+                create_source(self.plan.device, cam.id, sampler, spec, self.stages),
                 UnitQueue(ACCESS_UNIT_QUEUE),
                 lossless=cam.is_file and cam.pace == "fast",
             )
-            for cam in config.camera
-        }
         self._batcher: Batcher[SampledFrame] = Batcher(
             config.pipeline.max_batch, config.pipeline.max_wait_ms / 1e3, config.pipeline.queue_frames
         )
@@ -203,8 +205,10 @@ class Runtime:
             batching = self._batching = asyncio.create_task(self._batch_loop(detector, infer_pool), name="batch")
             batching.add_done_callback(lambda _: self._taken.set())  # nobody waits on a dead batch loop
             reporting = asyncio.create_task(self._report_loop(), name="report")
+            stopped_cleanly = False
             try:
                 await self._until_stopped(stop, ingest, decoders, [batching, reporting])
+                stopped_cleanly = True
             finally:
                 for task in ingest:
                     task.cancel()
@@ -219,7 +223,8 @@ class Runtime:
                 reporting.cancel()
                 drained, _ = await asyncio.gather(batching, reporting, return_exceptions=True)
                 self._report()
-                self._write([records.event(camera=None, event="stopped", wallclock=time.time(), analysed=self.analysed())])
+                if stopped_cleanly and not isinstance(drained, Exception):
+                    self._write([records.event(camera=None, event="stopped", wallclock=time.time(), analysed=self.analysed())])
                 await loop.run_in_executor(None, self._writer.close, OUTPUT_CLOSE_S)
             if isinstance(drained, Exception):
                 raise drained  # the last batches failed: say so rather than end as if complete
@@ -263,6 +268,9 @@ class Runtime:
         """Queue a decode call's frames for batching (a full camera queue drops its oldest)."""
         state.losses["decode_errors"] += decoded.errors
         state.losses["corrupt_frames"] += decoded.corrupt
+        if (stream_fps := state.sampler.slow_stream()) is not None:
+            self.event(state.source.camera, "detect_fps_clamped", stream_fps=round(stream_fps, 2),
+                       detect_fps=self.config.pipeline.detect_fps)
         for frame in decoded.frames:
             if state.lossless:
                 await self._batch_room(frame.camera)
@@ -308,6 +316,8 @@ class Runtime:
     async def _report_loop(self) -> None:
         while True:
             await asyncio.sleep(REPORT_INTERVAL_S)
+            if self._writer.error is not None:
+                raise RuntimeError("the output writer failed; stopping rather than losing every record") from self._writer.error
             self._report()
 
     def _report(self) -> None:

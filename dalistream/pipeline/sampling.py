@@ -14,22 +14,46 @@ class Sampler:
     Time is cut into slots of ``1 / fps`` seconds; the first frame in each slot is taken.
     Counting frames instead would drift whenever the camera's rate is not what it claims or
     frames are lost. A pts that jumps backwards (a camera restart) starts the slots afresh.
+
+    A stream slower than ``fps`` has every frame taken, which is all it can give: ``fps`` is
+    clamped to the stream's rate. After :data:`SLOW_RUN` frames in a row were taken,
+    :meth:`slow_stream` reports that rate, once, so the caller can say so.
     """
+
+    SLOW_RUN = 10  # frames in a row taken, each in a slot of its own: the stream is slower than fps
 
     def __init__(self, fps: float) -> None:
         if not fps > 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         self.fps = fps
         self._last_slot: int | None = None
+        self._run: list[float] = []  # pts of the frames taken in a row
+        self._slow_fps: float | None = None
+        self._reported = False
 
     def reset(self) -> None:
         """A new stream begins: its first frame is taken whatever its pts."""
         self._last_slot = None
+        self._run.clear()
 
     def take(self, pts: float) -> bool:
         """True when the frame at ``pts`` (seconds) should be analysed."""
         slot = math.floor(pts * self.fps + _SLOT_EPSILON)
         if self._last_slot is not None and slot == self._last_slot:
+            self._run.clear()
             return False
         self._last_slot = slot
+        self._run.append(pts)
+        if len(self._run) >= self.SLOW_RUN and self._slow_fps is None and self._run[-1] > self._run[0]:
+            stream_fps = (len(self._run) - 1) / (self._run[-1] - self._run[0])
+            if stream_fps < 0.95 * self.fps:  # at about fps itself, every frame is what was asked
+                self._slow_fps = stream_fps
+        del self._run[: -self.SLOW_RUN]
         return True
+
+    def slow_stream(self) -> float | None:
+        """The stream's frame rate, the first time it is found below ``fps`` (then None again)."""
+        if self._slow_fps is None or self._reported:
+            return None
+        self._reported = True
+        return self._slow_fps

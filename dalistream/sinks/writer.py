@@ -56,6 +56,7 @@ class RecordWriter:
         self._gap: dict[str, Any] | None = None  # the outage under way: since, reason, records lost
         self.written = 0
         self.lost = 0
+        self.error: BaseException | None = None  # the writer thread died of it (a bug of ours)
 
     @property
     def paths(self) -> list[Path]:
@@ -77,6 +78,9 @@ class RecordWriter:
         if not batch:
             return
         with self._lock:
+            if self.error is not None:
+                self._lose(len(batch), f"the writer failed: {self.error!r}")
+                return
             if self._queued + len(batch) > self._queue_records:
                 self._lose(len(batch), "the writer is behind (queue full)")
                 return
@@ -90,6 +94,15 @@ class RecordWriter:
         self._thread.join()
 
     def _run(self) -> None:
+        try:
+            self._write_until_stopped()
+        except BaseException as exc:
+            with self._lock:
+                self.error = exc
+                self._lose(self._queued + len(self._kept), f"the writer failed: {exc!r}")
+            log.error("the output writer failed (a dalistream bug)", exc_info=exc)
+
+    def _write_until_stopped(self) -> None:
         stopping = False
         while True:
             try:

@@ -134,3 +134,12 @@ def test_bench_on_file_sources_needs_no_rtsp_server(model_path, sample_clip: Pat
     for camera in ("cam0", "cam1"):
         assert report["cameras"][camera]["analysed_fps"] == pytest.approx(5.0, rel=0.05), report["cameras"]
         assert report["cameras"][camera]["recall"] >= 0.99
+
+
+def test_check_loads_the_model(tmp_path: Path):
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"this is not an ONNX file" * 10)
+    site = write_site(tmp_path, model, ["rtsp://127.0.0.1:9/x"])
+    process = run_cli("check", str(site))
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2 and "model.onnx:" in stderr and "is not an ONNX model" in stderr, stderr

@@ -8,6 +8,8 @@ import asyncio
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import time
 from datetime import datetime
 from fractions import Fraction
@@ -148,3 +150,43 @@ def _remux(clip: Path, out: Path, frames: int) -> Path:
             packet.stream = stream
             target.mux(packet)
     return out
+
+
+class _BrokenDetectorRuntime(Runtime):
+    """The detector fails on the third batch: a bug in a stage every camera shares."""
+
+    batches = 0
+
+    def _detect(self, detector, frames):
+        self.batches += 1
+        if self.batches == 3:
+            raise KeyError("injected into the detector")
+        return super()._detect(detector, frames)
+
+
+def test_a_bug_in_a_shared_stage_stops_the_service_at_once(sample_clip: Path, model_path, tmp_path: Path):
+    runtime = _BrokenDetectorRuntime(demo_config([sample_clip.as_uri()] * 2, tmp_path, camera={"loop": True}))
+
+    async def main() -> None:
+        await asyncio.wait_for(runtime.run(asyncio.Event()), 30)  # never stopped from outside
+
+    started = time.monotonic()
+    with pytest.raises(KeyError, match="injected into the detector"):
+        asyncio.run(main())
+    assert time.monotonic() - started < 15
+    lines = [json.loads(line) for path in runtime.output_paths for line in path.read_text().splitlines()]
+    assert any(line["type"] == "detections" for line in lines)  # what came before is on disk
+    assert not any(line.get("event") == "stopped" for line in lines)  # it did not stop cleanly
+
+
+def test_the_cli_exits_70_on_an_internal_error(sample_clip: Path, model_path, tmp_path: Path):
+    site = tmp_path / "site.toml"
+    site.write_text(f'[pipeline]\ndevice = "cpu"\n[model]\nonnx = "{model_path}"\n[output]\ndir = "{tmp_path / "out"}"\n'
+                    f'[[camera]]\nid = "cam0"\nurl = "{sample_clip.as_uri()}"\nloop = true\n')
+    inject = ("import sys; from dalistream.models.detector import Detector\n"
+              "def broken(self, images, letterboxes): raise KeyError('injected')\n"
+              "Detector.__call__ = broken\n"
+              "from dalistream.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", inject, "--config", str(site)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 70, done.stderr[-2000:]
+    assert "internal error: a stage shared by all cameras failed" in done.stderr and "KeyError: 'injected'" in done.stderr

@@ -56,6 +56,12 @@ def test_issue_example_loads_and_resolves_paths(tmp_path: Path):
         ({"camera": [CAMERA, {"id": "cam1", "url": "rtsp://h/x", "transport": "sctp"}]}, "camera[1].transport"),
         ({"camera": [CAMERA, dict(CAMERA)]}, "camera[1].id: duplicate id"),
         ({"camera": CAMERA}, "camera: expected an array"),
+        ({"camera": [{"id": "c", "url": "rtsp://h:0/x"}]}, "camera[0].url: port 0 is not a port a camera listens on (omit it for 554)"),
+        ({"camera": [{"id": "c", "url": "rtsp://admin:pa#ss@h/x"}]}, "camera[0].url: invalid port (a password holding '#', '?' or '/' cuts the URL short: percent-encode them"),
+        ({"camera": [{"id": "c", "url": "rtsp://h/x", "loop": True}]}, "camera[0].loop: only for file:// cameras"),
+        ({"camera": [{"id": "c", "url": "file://host/clip.h264"}]}, "camera[0].url: a file URL is file:///absolute/path"),
+        ({"camera": [CAMERA], "output": {"fsync": "always"}}, "output.fsync: must be one of batch, rotate, never"),
+        ({"camera": [{"id": "c", "url": "rtsp://h/x", "max_receive_mbps": 0}]}, "camera[0].max_receive_mbps: must be > 0"),
     ],
 )
 def test_errors_name_the_key(data, key):

@@ -85,3 +85,15 @@ def test_everything_pushed_is_taken_or_dropped(pushes, queue_size, max_batch):
         out.extend(batch)
     assert sorted(out + dropped) == sorted((c, i) for c, i in items)
     assert all(sum(1 for c, _ in out if c == cam) <= queue_size for cam in "abcd")
+
+
+def test_a_stream_slower_than_detect_fps_is_taken_whole_and_reported_once():
+    sampler = Sampler(5.0)
+    assert all(sampler.take(i / 3) for i in range(12))  # 3 fps: every frame, none skipped
+    assert sampler.slow_stream() == pytest.approx(3.0)
+    assert sampler.slow_stream() is None
+    fast = Sampler(5.0)
+    assert sum(fast.take(i / 25) for i in range(250)) == 50
+    assert fast.slow_stream() is None
+    exact = Sampler(5.0)
+    assert all(exact.take(i / 5) for i in range(50)) and exact.slow_stream() is None
