@@ -134,6 +134,21 @@ def load_frame(path: Path, input_size: tuple[int, int], pixel_format: str = "bgr
         raise QuantizationError(str(exc)) from exc
 
 
+class ImageTensors:
+    """Calibration images through the live path (FFmpeg decode, letterbox, the DALI graph) into
+    model inputs of up to ``batch`` images that the caller owns."""
+
+    def __init__(self, input_size: tuple[int, int], convention: InputConvention, batch: int) -> None:
+        self._input_size = input_size
+        self._pixel_format = convention.pixel_format
+        self._preprocess = Preprocessor(*input_size, batch, mean=convention.mean, std=convention.std)
+
+    def __call__(self, paths: Sequence[Path]) -> np.ndarray:
+        frames = [load_frame(path, self._input_size, self._pixel_format) for path in paths]
+        # A copy: the preprocessor reuses its output buffer on the next call.
+        return np.array(self._preprocess(frames), copy=True)
+
+
 class FrameCalibrationReader(CalibrationDataReader):
     """Feeds ONNX Runtime's calibrator with preprocessed frame batches, one input dict at a time.
 
@@ -156,10 +171,8 @@ class FrameCalibrationReader(CalibrationDataReader):
             raise ValueError(f"batch must be >= 1, got {batch}")
         self._images = list(images)
         self._input_name = input_name
-        self._input_size = input_size
-        self._pixel_format = convention.pixel_format
         self._batch = batch
-        self._preprocess = Preprocessor(*input_size, batch, mean=convention.mean, std=convention.std)
+        self._tensors = ImageTensors(input_size, convention, batch)
         self._batches = self._generate(0, len(self))
 
     def __len__(self) -> int:
@@ -177,10 +190,7 @@ class FrameCalibrationReader(CalibrationDataReader):
 
     def _generate(self, start: int, end: int) -> Iterator[np.ndarray]:
         for index in range(start, min(end, len(self))):
-            paths = self._images[index * self._batch : (index + 1) * self._batch]
-            frames = [load_frame(path, self._input_size, self._pixel_format) for path in paths]
-            # A copy: the preprocessor reuses its output buffer on the next call.
-            yield np.array(self._preprocess(frames), copy=True)
+            yield self._tensors(self._images[index * self._batch : (index + 1) * self._batch])
 
 
 def with_activations(graph: onnx.GraphProto, names: Sequence[str]) -> list[str]:

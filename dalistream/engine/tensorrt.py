@@ -26,10 +26,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from dalistream.engine.quantize import file_sha256, load_frame, with_activations
+from dalistream.engine.quantize import ImageTensors, file_sha256, with_activations
 from dalistream.models.convention import InputConvention
 from dalistream.models.kinds import RETINAFACE_INPUT
-from dalistream.pipeline.preprocess import Preprocessor
 
 PRECISIONS = ("fp32", "fp16", "int8")
 WORKSPACE_BYTES = 1 << 30  # builder scratch memory limit
@@ -117,8 +116,8 @@ def padded_batches(count: int, batch: int) -> list[tuple[int, ...]]:
 class CalibrationBatches:
     """Preprocessed NCHW float32 batches of exactly ``batch`` frames, for the INT8 calibrator.
 
-    Frames go through the live preprocessing (:func:`dalistream.engine.quantize.load_frame`,
-    then the DALI :class:`Preprocessor`). Iterating again starts over.
+    Frames go through the live preprocessing (:class:`dalistream.engine.quantize.ImageTensors`).
+    Iterating again starts over.
     """
 
     def __init__(
@@ -138,10 +137,9 @@ class CalibrationBatches:
         return len(self.groups)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        preprocess = Preprocessor(*self.input_size, self.batch, mean=self.convention.mean, std=self.convention.std)
+        tensors = ImageTensors(self.input_size, self.convention, self.batch)
         for group in self.groups:
-            frames = [load_frame(self.images[i], self.input_size, self.convention.pixel_format) for i in group]
-            yield np.array(preprocess(frames), copy=True)
+            yield tensors([self.images[i] for i in group])
 
 
 def make_entropy_calibrator(batches: CalibrationBatches, cache_path: Path) -> Any:

@@ -7,17 +7,15 @@ presentation times; a raw file carries none (its units are timed in decode order
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from clips import encode
+from pipeline_runs import run_pipeline
 from dalistream.config import Config
-from dalistream.pipeline.runtime import Runtime
 from dalistream.tools.demo import demo_config
 from dalistream.tools.localserver import LocalRtspServer
 
@@ -33,17 +31,7 @@ def bframe_clip(tmp_path_factory) -> Path:
 
 def detections(config: Config, duration_s: float | None) -> list[dict[str, Any]]:
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, input=(320, 256)))
-    runtime = Runtime(config)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        if duration_s is not None:
-            asyncio.get_running_loop().call_later(duration_s, stop.set)
-        await asyncio.wait_for(runtime.run(stop), 60)
-
-    asyncio.run(main())
-    lines = [json.loads(line) for path in runtime.output_paths for line in path.read_text().splitlines()]
-    return [line for line in lines if line["type"] == "detections"]
+    return [line for line in run_pipeline(config, duration_s)[0] if line["type"] == "detections"]
 
 
 def test_rtsp_camera_stamped_in_decode_order(gst_rtsp_server_available, bframe_clip: Path, model_path, tmp_path):

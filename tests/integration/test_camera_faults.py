@@ -35,6 +35,7 @@ from dalistream.pipeline.runtime import Runtime
 from clips import encode
 from conftest import MODEL
 from lossy_relay import LossyRelay
+from pipeline_runs import run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -91,18 +92,7 @@ def _camera(camera_id: str, url: str, transport: str = "tcp", **overrides: Any) 
 
 def _run(config: config_module.Config, duration_s: float, scenario: Callable[[], Awaitable[None]] | None = None) -> list[dict[str, Any]]:
     """Run the pipeline for ``duration_s`` while ``scenario`` plays; returns every JSON line."""
-    runtime = Runtime(config)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        asyncio.get_running_loop().call_later(duration_s, stop.set)
-        pipeline = asyncio.create_task(runtime.run(stop))
-        if scenario is not None:
-            await scenario()
-        await pipeline  # raises if the runtime crashed
-
-    asyncio.run(main())
-    return [json.loads(line) for path in runtime.output_paths for line in path.read_text().splitlines()]
+    return run_pipeline(config, duration_s, scenario)[0]
 
 
 def _of(lines: list[dict[str, Any]], camera: str, kind: str | None = None) -> list[dict[str, Any]]:

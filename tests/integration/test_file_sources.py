@@ -21,6 +21,7 @@ import av
 import pytest
 
 from clips import GOP, encode
+from pipeline_runs import run_pipeline
 from dalistream.config import Config
 from dalistream.pipeline.runtime import Runtime
 from dalistream.tools.demo import demo_config, summarize
@@ -33,18 +34,9 @@ SAMPLE_SECONDS = 20.0  # the sample clip: 500 frames at 25 fps
 
 def run(config: Config, duration_s: float | None = None) -> tuple[list[dict[str, Any]], float]:
     """Run until ``duration_s`` (None: until every clip ended); every JSON line, and the wall time."""
-    runtime = Runtime(config)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        if duration_s is not None:
-            asyncio.get_running_loop().call_later(duration_s, stop.set)
-        await asyncio.wait_for(runtime.run(stop), 120)
-
     started = time.monotonic()
-    asyncio.run(main())
-    elapsed = time.monotonic() - started
-    return [json.loads(line) for path in runtime.output_paths for line in path.read_text().splitlines()], elapsed
+    lines, _ = run_pipeline(config, duration_s)
+    return lines, time.monotonic() - started
 
 
 def of(lines: list[dict[str, Any]], camera: str, kind: str) -> list[dict[str, Any]]:
