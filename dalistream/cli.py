@@ -102,6 +102,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve())
+    except config_module.ConfigError:
+        raise  # e.g. an INT8 model that cannot be made: the configuration's fault (exit 2)
     except Exception:
         # A shared stage (batcher, detector, writer) failed: a bug. Stop at once, loudly.
         log.exception("internal error: a stage shared by all cameras failed; stopping", files=[str(p) for p in runtime.output_paths])

@@ -18,6 +18,7 @@ play yields nothing, ends the camera.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,7 +57,11 @@ class ClipUnit:
 
 
 class ClipReader:
-    """Demuxes a clip into Annex-B access units (blocking: call it from a worker thread)."""
+    """Demuxes a clip into Annex-B access units (blocking: call it from a worker thread).
+
+    :meth:`close` waits for a :meth:`read` under way on another thread: FFmpeg must not have
+    its demuxer freed under it.
+    """
 
     def __init__(self, path: Path) -> None:
         try:
@@ -79,6 +84,7 @@ class ClipReader:
         self._origin: int | None = None  # the first unit's pts in stream time-base ticks
         self._last_dts = -self.frame_s
         self.end_pts = 0.0  # the last unit's presentation time
+        self._lock = threading.Lock()
 
     def _video_stream(self, path: Path) -> av.video.stream.VideoStream:
         if not self._container.streams.video:
@@ -93,6 +99,10 @@ class ClipReader:
 
         Raises :class:`FileError` when the data cannot be demuxed on.
         """
+        with self._lock:
+            return self._read(seconds)
+
+    def _read(self, seconds: float) -> tuple[list[ClipUnit], bool]:
         units: list[ClipUnit] = []
         try:
             for packet in self._packets:
@@ -107,7 +117,8 @@ class ClipReader:
         return units, True
 
     def close(self) -> None:
-        self._container.close()
+        with self._lock:
+            self._container.close()
 
     def _annexb(self, packet: av.Packet) -> list[av.Packet]:
         if packet.size == 0:

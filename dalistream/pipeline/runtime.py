@@ -188,12 +188,12 @@ class Runtime:
         loop = asyncio.get_running_loop()
         threads = self.config.pipeline.decode_threads or os.cpu_count() or 1
         log.info("device plan", device=self.plan.device, reason=self.plan.reason)
-        self._writer.start()
         with (
             ThreadPoolExecutor(threads, thread_name_prefix="decode") as decode_pool,
             ThreadPoolExecutor(1, thread_name_prefix="infer") as infer_pool,
         ):
             detector = await loop.run_in_executor(infer_pool, self._detector)
+            self._writer.start()
             ingest = {
                 asyncio.create_task(ingest_for(cam, self, self.stages).run(), name=f"ingest-{cam.id}"): cam.id
                 for cam in self.config.camera
