@@ -1,15 +1,21 @@
-"""Per-stage cost accounting and latency percentiles (thread-safe, bounded)."""
+"""Per-stage cost accounting, latency percentiles and the histograms ``/metrics`` exports
+(thread-safe, bounded)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+from prometheus_client import CollectorRegistry, Histogram
+
+LATENCY_BUCKETS_S = (0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+STAGE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 
 
 @dataclass(slots=True)
@@ -33,9 +39,10 @@ class Stages:
     CPU cost only in wall time × threads, so both are kept.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, observe: Callable[[str, int, float], None] | None = None) -> None:
         self._costs: dict[str, StageCost] = {}
         self._lock = threading.Lock()
+        self._observe = observe  # also told of every measurement: (stage, items, wall seconds)
 
     @contextmanager
     def measure(self, stage: str, items: int = 1) -> Iterator[None]:
@@ -51,6 +58,8 @@ class Stages:
             cost.items += items
             cost.wall_s += wall_s
             cost.cpu_s += cpu_s
+        if self._observe is not None:
+            self._observe(stage, items, wall_s)
 
     def snapshot(self) -> dict[str, StageCost]:
         with self._lock:
@@ -74,3 +83,27 @@ class Latencies:
         if not values.size:
             return {}
         return {f"p{p:g}": float(v) for p, v in zip(points, np.percentile(values, points))}
+
+
+class Telemetry:
+    """The histograms the running pipeline fills for ``/metrics``, in a registry of its own:
+    several runtimes in one process (tests, a cluster worker) never mix their numbers."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "dalistream_latency_seconds", "From a frame's arrival to its record.",
+            buckets=LATENCY_BUCKETS_S, registry=self.registry,
+        )
+        self.batch = Histogram(
+            "dalistream_batch_frames", "Frames in each inference batch.", buckets=BATCH_BUCKETS, registry=self.registry
+        )
+        self.stage = Histogram(
+            "dalistream_stage_seconds", "Wall time per item of each pipeline stage.", ["stage"],
+            buckets=STAGE_BUCKETS_S, registry=self.registry,
+        )
+
+    def stage_cost(self, stage: str, items: int, wall_s: float) -> None:
+        """A :class:`Stages` observer: one per-item observation per measurement."""
+        if items:
+            self.stage.labels(stage).observe(wall_s / items)

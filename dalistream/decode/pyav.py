@@ -85,11 +85,12 @@ class PyAvFrameSource(FrameSource):
         self._times: FrameTimes[ReceivedAccessUnit] = FrameTimes()
         self._tag = 0
         self._corrupt = 0  # frames decoded with concealed errors in the current call
+        self._decoded = 0  # frames decoded in the current call
 
     def process(self, items: Sequence[StreamStart | ReceivedAccessUnit]) -> Decoded:
         frames: list[SampledFrame] = []
         errors = 0
-        self._corrupt = 0
+        self._corrupt = self._decoded = 0
         for item in items:
             if isinstance(item, StreamStart):
                 errors += self._drain(frames)
@@ -109,13 +110,13 @@ class PyAvFrameSource(FrameSource):
                     continue
             self._select(decoded, frames)
             self._times.expire(self._tag - self.PENDING_LIMIT)
-        return Decoded(frames, errors, self._corrupt)
+        return Decoded(frames, errors, self._corrupt, self._decoded)
 
     def finish(self) -> Decoded:
         frames: list[SampledFrame] = []
-        self._corrupt = 0
+        self._corrupt = self._decoded = 0
         errors = self._drain(frames)
-        return Decoded(frames, errors, self._corrupt)
+        return Decoded(frames, errors, self._corrupt, self._decoded)
 
     def _drain(self, frames: list[SampledFrame]) -> int:
         """Take the frames the current decoder holds back; it is done. Returns errors (0 or 1)."""
@@ -131,6 +132,7 @@ class PyAvFrameSource(FrameSource):
         return errors
 
     def _select(self, decoded: list[av.VideoFrame], frames: list[SampledFrame]) -> None:
+        self._decoded += len(decoded)
         for frame in decoded:
             self._corrupt += frame.is_corrupt
             timed = self._times.frame(frame.pts)

@@ -57,6 +57,7 @@ class Decoded(NamedTuple):
     frames: list[SampledFrame]
     errors: int  # access units the decoder rejected
     corrupt: int = 0  # frames it decoded with errors concealed (damaged or missing data)
+    decoded: int = 0  # frames the decoder produced, selected or not
 
 
 class FrameSelector(Protocol):

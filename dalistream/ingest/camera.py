@@ -80,6 +80,7 @@ class CameraIngest:
         self._unwrapper: TimestampUnwrapper | None = None
         self._payload_type = -1
         self._internal_reason: str | None = None  # set by an internal error until its session ends
+        self.packets = 0  # RTP packets of the video stream received, all sessions
 
     async def run(self) -> None:
         """Stream until cancelled."""
@@ -207,6 +208,7 @@ class CameraIngest:
                 return
             if packet.pt != self._payload_type:
                 return
+            self.packets += 1
             self._session.count_received(packet)
             self._machine.packet(self._clock())
             for item in self._depacketizer.feed(packet):

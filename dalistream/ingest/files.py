@@ -143,6 +143,8 @@ class ClipReader:
 class FileIngest:
     """Plays ``camera``'s clip into ``sink`` until it ends (or forever with ``loop``)."""
 
+    packets = 0  # a clip's access units come without RTP packets
+
     def __init__(self, camera: CameraConfig, sink: IngestSink, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.camera = camera
         self._sink = sink

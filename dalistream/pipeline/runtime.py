@@ -24,16 +24,17 @@ from typing import Any
 import structlog
 
 from dalistream import records
-from dalistream.config import Config
+from dalistream.config import CameraConfig, Config
 from dalistream.decode import Decoded, FrameSource, FrameSpec, SampledFrame, StreamStart, create_source
 from dalistream.device import DevicePlan
-from dalistream.ingest import ReceivedAccessUnit, ingest_for
-from dalistream.metrics import Latencies, Stages
+from dalistream.ingest import Ingest, ReceivedAccessUnit, ingest_for
+from dalistream.metrics import Latencies, Stages, Telemetry
 from dalistream.models.detector import Detector
 from dalistream.models.kinds import input_convention
 from dalistream.pipeline.batching import Batcher
 from dalistream.pipeline.preflight import preflight
 from dalistream.pipeline.sampling import Sampler
+from dalistream.pipeline.status import AnalysedFrame, CameraStatus, StatusView
 from dalistream.pipeline.units import Put, UnitQueue
 from dalistream.sinks import JsonlWriter, RecordWriter
 
@@ -73,21 +74,56 @@ def analyse(
     return out
 
 
+LOSS_KEYS = ("packets_lost", "frames_lost", "malformed_packets", "decoder_backlog", "decode_errors", "corrupt_frames")
+
+
+class CameraExists(ValueError):
+    """A camera with that id is already running."""
+
+
+@dataclass(frozen=True, slots=True)
+class CameraReport:
+    """One camera's configuration, state and running totals (since it was added)."""
+
+    config: CameraConfig
+    status: StatusView
+    packets: int  # RTP packets received
+    counts: dict[str, int]  # access_units, frames_decoded, frames_analysed, faces, reconnects, internal_errors
+    losses: dict[str, int]  # by LOSS_KEYS
+    dropped: dict[str, int]  # sampled frames dropped before analysis, by reason
+    queued_units: int  # access units waiting for the decoder
+    queued_frames: int  # sampled frames waiting for a batch
+    latest: AnalysedFrame | None
+
+
 @dataclass(slots=True)
-class _CameraState:
+class _Camera:
+    config: CameraConfig
     sampler: Sampler
     source: FrameSource
     units: UnitQueue
-    lossless: bool  # a clip read as fast as the pipeline goes: wait for room, never drop
-    losses: Counter = field(default_factory=Counter)
-    drops: Counter = field(default_factory=Counter)
-    analysed: int = 0
-    internal_errors: int = 0
+    status: CameraStatus
+    counts: Counter = field(default_factory=Counter)  # running totals
+    losses: Counter = field(default_factory=Counter)  # running totals; their growth becomes gap events
+    reported_losses: Counter = field(default_factory=Counter)
+    drops: Counter = field(default_factory=Counter)  # running totals by reason; growth → dropped events
+    reported_drops: Counter = field(default_factory=Counter)
+    in_flight: int = 0  # frames in the batch being analysed
+    ingest: Ingest | None = None
+    ingest_task: asyncio.Task[None] | None = None
+    decode_task: asyncio.Task[None] | None = None
+    removing: bool = False
+
+    @property
+    def lossless(self) -> bool:
+        """A clip read as fast as the pipeline goes: wait for room, never drop."""
+        return self.config.is_file and self.config.pace == "fast"
 
 
 class Runtime:
     """Runs the whole pipeline until :meth:`run`'s ``stop`` event is set (or every camera is a
-    clip that ended), then flushes.
+    clip that ended), then flushes. Cameras can be added and removed while it runs; the others
+    never wait for that.
 
     ``plan`` defaults to :func:`preflight`'s, which also refuses what cannot run here.
     """
@@ -95,18 +131,13 @@ class Runtime:
     def __init__(self, config: Config, plan: DevicePlan | None = None) -> None:
         self.plan = plan if plan is not None else preflight(config)
         self.config = config
-        self.stages = Stages()
+        self.telemetry = Telemetry()
+        self.stages = Stages(self.telemetry.stage_cost)
         self.latencies = Latencies()
-        spec = FrameSpec(config.model.input, input_convention(config.model.kind).pixel_format)
-        self._cameras = {}
+        self._spec = FrameSpec(config.model.input, input_convention(config.model.kind).pixel_format)
+        self._cameras: dict[str, _Camera] = {}
         for cam in config.camera:
-            sampler = Sampler(config.pipeline.detect_fps)
-            self._cameras[cam.id] = _CameraState(
-                sampler,
-                create_source(self.plan.device, cam.id, sampler, spec, self.stages),
-                UnitQueue(ACCESS_UNIT_QUEUE),
-                lossless=cam.is_file and cam.pace == "fast",
-            )
+            self._cameras[cam.id] = self._camera(cam)
         self._batcher: Batcher[SampledFrame] = Batcher(
             config.pipeline.max_batch, config.pipeline.max_wait_ms / 1e3, config.pipeline.queue_frames
         )
@@ -121,8 +152,13 @@ class Runtime:
         )
         self._wake = asyncio.Event()  # frames were queued for batching
         self._taken = asyncio.Event()  # a batch was taken: lossless cameras may push again
+        self._written = asyncio.Event()  # a batch's records were written
         self._draining = False  # stopping: the batch loop analyses what waits, then returns
         self._batching: asyncio.Task[None] | None = None  # the batch loop, while running
+        self._decode_pool: ThreadPoolExecutor | None = None  # set while running
+        self._failure: asyncio.Future[None] | None = None  # a camera task's bug, raised by run()
+        self._ended: asyncio.Event | None = None  # every camera's source ended by itself
+        self.ready = False  # the detector is loaded and the cameras are started
 
     @property
     def output_paths(self) -> list[Path]:
@@ -143,12 +179,131 @@ class Runtime:
         """The output ended healthy: any loss is on record in the files."""
         return self._writer.recovered
 
+    @property
+    def output_problem(self) -> str | None:
+        """Why records are not reaching the output right now, or None."""
+        return self._writer.problem
+
+    @property
+    def output_failed(self) -> bool:
+        """The writer itself failed (a bug): nothing more will be written."""
+        return self._writer.error is not None
+
+    @property
+    def output_queued(self) -> int:
+        """Records waiting for the disk."""
+        return self._writer.queued
+
+    @property
+    def batch_queued(self) -> int:
+        """Sampled frames, all cameras, waiting for a batch."""
+        return len(self._batcher)
+
     def analysed(self) -> dict[str, int]:
-        return {camera: state.analysed for camera, state in self._cameras.items()}
+        return {camera: state.counts["frames_analysed"] for camera, state in self._cameras.items()}
 
     def internal_errors(self) -> dict[str, int]:
         """Bugs of ours met on each camera's packet path (each restarted that camera's session)."""
-        return {camera: state.internal_errors for camera, state in self._cameras.items()}
+        return {camera: state.counts["internal_errors"] for camera, state in self._cameras.items()}
+
+    def cameras(self) -> list[CameraConfig]:
+        """The cameras running now, in the order they were added."""
+        return [state.config for state in self._cameras.values() if not state.removing]
+
+    def report(self, camera: str) -> CameraReport:
+        """``camera``'s state and totals; KeyError when it is not running."""
+        state = self._cameras[camera]
+        if state.removing:
+            raise KeyError(camera)
+        return CameraReport(
+            config=state.config,
+            status=state.status.view(),
+            packets=state.ingest.packets if state.ingest is not None else 0,
+            counts=dict(state.counts),
+            losses={key: state.losses[key] for key in LOSS_KEYS},
+            dropped=dict(state.drops),
+            queued_units=len(state.units),
+            queued_frames=self._batcher.queued(camera),
+            latest=state.status.latest,
+        )
+
+    # Cameras at run time.
+
+    def add_camera(self, camera: CameraConfig) -> None:
+        """Start ``camera`` (validated by the caller) beside the others: an ``added`` event,
+        then its own ``connected``. Raises :class:`CameraExists` for an id in use."""
+        if camera.id in self._cameras:
+            raise CameraExists(f"camera {camera.id!r} is already running")
+        state = self._cameras[camera.id] = self._camera(camera)
+        self.event(camera.id, "added")
+        if self._decode_pool is not None:
+            self._launch(state)
+
+    async def remove_camera(self, camera: str) -> int:
+        """Stop ``camera``: its session ends, what it already sent is analysed, a ``removed``
+        event is its last record; returns how many of its frames were analysed. The other
+        cameras go on as they were. KeyError when absent."""
+        state = self._cameras[camera]
+        if state.removing:
+            raise KeyError(camera)
+        state.removing = True
+        if state.ingest_task is not None:
+            state.ingest_task.cancel()
+            await asyncio.gather(state.ingest_task, return_exceptions=True)
+        state.units.close()
+        if state.decode_task is not None:
+            await asyncio.gather(state.decode_task, return_exceptions=True)
+        while (self._batcher.queued(camera) or state.in_flight) and self._batching is not None and not self._batching.done():
+            self._written.clear()
+            self._wake.set()
+            await self._written.wait()
+        self._report_camera(camera, state)
+        state.status.stopped()
+        self.event(camera, "removed", analysed=state.counts["frames_analysed"])
+        del self._cameras[camera]
+        return state.counts["frames_analysed"]
+
+    def _camera(self, camera: CameraConfig) -> _Camera:
+        sampler = Sampler(self.config.pipeline.detect_fps)
+        return _Camera(
+            camera,
+            sampler,
+            create_source(self.plan.device, camera.id, sampler, self._spec, self.stages),
+            UnitQueue(ACCESS_UNIT_QUEUE),
+            CameraStatus(),
+        )
+
+    def _launch(self, state: _Camera) -> None:
+        """Start ``state``'s ingest and decode tasks (on the running event loop)."""
+        name = state.config.id
+        state.ingest = ingest_for(state.config, self, self.stages)
+        state.ingest_task = asyncio.create_task(state.ingest.run(), name=f"ingest-{name}")
+        state.ingest_task.add_done_callback(lambda task: self._ingest_ended(state, task))
+        state.decode_task = asyncio.create_task(self._decode_loop(state, self._decode_pool), name=f"decode-{name}")
+        state.decode_task.add_done_callback(lambda task: self._decode_ended(state, task))
+
+    def _ingest_ended(self, state: _Camera, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        if (error := task.exception()) is not None:
+            self._fail(error)
+        else:  # a clip ended: its decoder finishes what is queued
+            state.units.close()
+
+    def _decode_ended(self, state: _Camera, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        if (error := task.exception()) is not None:
+            self._fail(error)
+            return
+        state.status.stopped()
+        if not state.removing and all(s.decode_task is not None and s.decode_task.done() for s in self._cameras.values()):
+            self._ended.set()
+
+    def _fail(self, error: BaseException) -> None:
+        """A camera task raised: a bug of ours. :meth:`run` raises it (the service stops)."""
+        if self._failure is not None and not self._failure.done():
+            self._failure.set_exception(error)
 
     # IngestSink: called by the ingest tasks on the event loop.
 
@@ -159,6 +314,8 @@ class Runtime:
 
     def access_unit(self, camera: str, unit: ReceivedAccessUnit) -> None:
         state = self._cameras[camera]
+        state.counts["access_units"] += 1
+        state.status.unit()
         outcome = state.units.put(unit)
         if outcome is not Put.QUEUED:
             state.losses["frames_lost"] += 1
@@ -169,8 +326,13 @@ class Runtime:
         await self._cameras[camera].units.room()
 
     def event(self, camera: str, event: str, **fields: Any) -> None:
-        (log.info if event in ("connected", "end_of_file") else log.warning)(event, camera=camera, **fields)
-        self._write([records.event(camera=camera, event=event, wallclock=time.time(), **fields)])
+        (log.info if event in ("connected", "end_of_file", "added", "removed") else log.warning)(event, camera=camera, **fields)
+        record = records.event(camera=camera, event=event, wallclock=time.time(), **fields)
+        if (state := self._cameras.get(camera)) is not None:
+            state.status.event(event, fields, record["wallclock"])
+            if event == "reconnecting":
+                state.counts["reconnects"] += 1
+        self._write([record])
 
     def lost(self, camera: str, *, packets: int = 0, frames: int = 0, malformed: int = 0) -> None:
         losses = self._cameras[camera].losses
@@ -179,7 +341,7 @@ class Runtime:
         losses["malformed_packets"] += malformed
 
     def internal_error(self, camera: str, error: Exception) -> None:
-        self._cameras[camera].internal_errors += 1
+        self._cameras[camera].counts["internal_errors"] += 1
         log.error("internal error on a camera's packet path; restarting its session", camera=camera, exc_info=error)
 
     # The service.
@@ -188,34 +350,36 @@ class Runtime:
         loop = asyncio.get_running_loop()
         threads = self.config.pipeline.decode_threads or os.cpu_count() or 1
         log.info("device plan", device=self.plan.device, reason=self.plan.reason)
+        self._failure = loop.create_future()
+        self._ended = asyncio.Event()
         with (
             ThreadPoolExecutor(threads, thread_name_prefix="decode") as decode_pool,
             ThreadPoolExecutor(1, thread_name_prefix="infer") as infer_pool,
         ):
             detector = await loop.run_in_executor(infer_pool, self._detector)
             self._writer.start()
-            ingest = {
-                asyncio.create_task(ingest_for(cam, self, self.stages).run(), name=f"ingest-{cam.id}"): cam.id
-                for cam in self.config.camera
-            }
-            decoders = {
-                asyncio.create_task(self._decode_loop(state, decode_pool), name=f"decode-{camera}"): camera
-                for camera, state in self._cameras.items()
-            }
+            self._decode_pool = decode_pool
+            for state in self._cameras.values():
+                self._launch(state)
+            self.ready = True
             batching = self._batching = asyncio.create_task(self._batch_loop(detector, infer_pool), name="batch")
             batching.add_done_callback(lambda _: self._taken.set())  # nobody waits on a dead batch loop
             reporting = asyncio.create_task(self._report_loop(), name="report")
             stopped_cleanly = False
             try:
-                await self._until_stopped(stop, ingest, decoders, [batching, reporting])
+                await self._until_stopped(stop, [batching, reporting])
                 stopped_cleanly = True
             finally:
+                self.ready = False
+                cameras = list(self._cameras.values())
+                ingest = [s.ingest_task for s in cameras if s.ingest_task is not None]
                 for task in ingest:
                     task.cancel()
                 await asyncio.gather(*ingest, return_exceptions=True)
-                for state in self._cameras.values():
+                for state in cameras:
                     state.units.close()
-                await asyncio.gather(*decoders, return_exceptions=True)
+                await asyncio.gather(*(s.decode_task for s in cameras if s.decode_task is not None), return_exceptions=True)
+                self._decode_pool = None
                 # A batch in flight must not be cancelled (its records would vanish): the batch
                 # loop finishes it and what waits, then returns.
                 self._draining = True
@@ -229,43 +393,34 @@ class Runtime:
             if isinstance(drained, Exception):
                 raise drained  # the last batches failed: say so rather than end as if complete
 
-    async def _until_stopped(
-        self,
-        stop: asyncio.Event,
-        ingest: dict[asyncio.Task[None], str],
-        decoders: dict[asyncio.Task[None], str],
-        services: Sequence[asyncio.Task[None]],
-    ) -> None:
+    async def _until_stopped(self, stop: asyncio.Event, services: Sequence[asyncio.Task[None]]) -> None:
         """Until ``stop`` is set or every source has ended and been decoded; a stage that fails
         raises here (a bug: the service stops with it rather than hang)."""
-        stopping = asyncio.create_task(stop.wait(), name="stop")
-        pending = {stopping, *ingest, *decoders, *services}
+        waits = [asyncio.create_task(stop.wait(), name="stop"), asyncio.create_task(self._ended.wait(), name="ended")]
         try:
-            while not stopping.done() and pending & (ingest.keys() | decoders.keys()):
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done - {stopping}:
-                    task.result()
-                    if task in ingest:  # a clip ended: its decoder finishes what is queued
-                        self._cameras[ingest[task]].units.close()
-                    elif task not in decoders:
-                        raise RuntimeError(f"task {task.get_name()} ended unexpectedly")
+            done, _ = await asyncio.wait([*waits, self._failure, *services], return_when=asyncio.FIRST_COMPLETED)
+            for task in done - set(waits):
+                task.result()  # a failure raises; a service that returned is a bug too
+                raise RuntimeError(f"task {task.get_name()} ended unexpectedly")
         finally:
-            stopping.cancel()
+            for task in waits:
+                task.cancel()
 
     def _detector(self) -> Detector:
         detector = Detector(self.config.model, self.plan, self.config.pipeline.max_batch, stages=self.stages)
         detector.warm_up()
         return detector
 
-    async def _decode_loop(self, state: _CameraState, pool: ThreadPoolExecutor) -> None:
+    async def _decode_loop(self, state: _Camera, pool: ThreadPoolExecutor) -> None:
         """Decode the camera's units until its queue closes; then the frames its decoder held."""
         loop = asyncio.get_running_loop()
         while (items := await state.units.take(DECODE_CHUNK)) is not None:
             await self._sampled(state, await loop.run_in_executor(pool, state.source.process, items))
         await self._sampled(state, await loop.run_in_executor(pool, state.source.finish))
 
-    async def _sampled(self, state: _CameraState, decoded: Decoded) -> None:
+    async def _sampled(self, state: _Camera, decoded: Decoded) -> None:
         """Queue a decode call's frames for batching (a full camera queue drops its oldest)."""
+        state.counts["frames_decoded"] += decoded.decoded
         state.losses["decode_errors"] += decoded.errors
         state.losses["corrupt_frames"] += decoded.corrupt
         if (stream_fps := state.sampler.slow_stream()) is not None:
@@ -304,14 +459,28 @@ class Runtime:
     async def _analyse(self, detector: Detector, pool: ThreadPoolExecutor) -> None:
         frames = self._batcher.take()
         self._taken.set()
-        out = await asyncio.get_running_loop().run_in_executor(pool, self._detect, detector, frames)
-        for frame in frames:
-            self._cameras[frame.camera].analysed += 1
-        self._write(out)
+        cameras = [self._cameras[frame.camera] for frame in frames]
+        for state in cameras:
+            state.in_flight += 1
+        try:
+            out = await asyncio.get_running_loop().run_in_executor(pool, self._detect, detector, frames)
+            for state, frame, record in zip(cameras, frames, out):
+                state.counts["frames_analysed"] += 1
+                state.counts["faces"] += len(record["faces"])
+                state.status.analysed(AnalysedFrame(frame.image, self._spec.pixel_format, frame.letterbox, record))
+            self._write(out)
+        finally:
+            for state in cameras:
+                state.in_flight -= 1
+            self._written.set()
 
     def _detect(self, detector: Detector, frames: list[SampledFrame]) -> list[dict[str, Any]]:
         """One batch through the detector, as records (on the inference thread)."""
-        return analyse(detector, frames, self.latencies, self.stages)
+        out = analyse(detector, frames, self.latencies, self.stages)
+        self.telemetry.batch.observe(len(frames))
+        for record in out:
+            self.telemetry.latency.observe(record["latency_ms"] / 1e3)
+        return out
 
     async def _report_loop(self) -> None:
         while True:
@@ -322,14 +491,16 @@ class Runtime:
 
     def _report(self) -> None:
         """Turn the loss and drop counts since the last report into events."""
-        for camera, state in self._cameras.items():
-            if any(state.losses.values()):
-                self.event(camera, "gap", **{k: v for k, v in state.losses.items() if v})
-                state.losses.clear()
-            for reason, frames in state.drops.items():
-                if frames:
-                    self.event(camera, "dropped", frames=frames, reason=reason)
-            state.drops.clear()
+        for camera, state in list(self._cameras.items()):
+            self._report_camera(camera, state)
+
+    def _report_camera(self, camera: str, state: _Camera) -> None:
+        if losses := state.losses - state.reported_losses:
+            self.event(camera, "gap", **losses)
+            state.reported_losses = state.losses.copy()
+        for reason, frames in (state.drops - state.reported_drops).items():
+            self.event(camera, "dropped", frames=frames, reason=reason)
+        state.reported_drops = state.drops.copy()
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         with self.stages.measure("write", len(batch)):

@@ -68,6 +68,20 @@ class RecordWriter:
         """No outage is under way: everything submitted was written or its loss is on record."""
         return self._gap is None
 
+    @property
+    def problem(self) -> str | None:
+        """Why records are not reaching the output right now (the writer failed, or the disk
+        refuses writes), or None while all is well."""
+        with self._lock:
+            if self.error is not None:
+                return f"the writer failed: {self.error!r}"
+            return None if self._gap is None else str(self._gap["reason"])
+
+    @property
+    def queued(self) -> int:
+        """Records waiting for the disk (queued, or kept through a failure)."""
+        return self._queued + len(self._kept)
+
     def start(self) -> RecordWriter:
         self._thread.start()
         return self
