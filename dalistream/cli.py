@@ -15,6 +15,7 @@ import structlog
 
 from dalistream import config as config_module
 from dalistream import logs
+from dalistream.progress import Progress
 
 log = structlog.get_logger("dalistream")
 
@@ -51,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: run until SIGINT/SIGTERM)")
     parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of console text")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--persist-cameras", action="store_true",
+                        help="keep cameras added/removed at run time in SITE.cameras.json beside the config, and start from it")
     commands = parser.add_subparsers(dest="command", metavar="{demo,bench,check,eval,calibrate,build}")
     demo = commands.add_parser("demo", help="local RTSP server + bundled clip → JSON lines")
     bench = commands.add_parser("bench", help="like demo, and report throughput, per-stage cost and latency")
@@ -85,20 +88,41 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     from dalistream.pipeline.runtime import Runtime
+    from dalistream.service.control import CameraControl, capacity_admission, state_file, with_persisted_cameras
+    from dalistream.service.http import HttpService
 
     config = config_module.load(args.config)
+    if args.persist_cameras:
+        config = with_persisted_cameras(config, state_file(args.config))
     logs.configure(json=args.log_json or config.logging.json, level=config.logging.level)
     runtime = Runtime(config)
+    control = CameraControl(runtime, args.config, admission=capacity_admission(runtime),
+                            refuse=config.pipeline.admission == "refuse", persist=args.persist_cameras)
 
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        reloads: set[asyncio.Task[None]] = set()
+
+        def reload() -> None:
+            task = asyncio.create_task(control.reload(), name="reload")
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         if args.duration is not None:
             loop.call_later(args.duration, stop.set)
+        http = HttpService(runtime, control, config.http) if config.http.listen else None
+        if http is not None:
+            await http.start()
         log.info("running", cameras=len(config.camera), output=str(config.output.dir))
-        await runtime.run(stop)
+        try:
+            await runtime.run(stop)
+        finally:
+            if http is not None:
+                await http.stop()
 
     try:
         asyncio.run(serve())
@@ -124,7 +148,10 @@ def _local(args: argparse.Namespace) -> int:
     if args.cameras < 1:
         log.error("--cameras must be at least 1")
         return 2
-    report = run_local(args.cameras, args.duration, args.out, args.transport, source=args.source, pace=args.pace)
+    bench = args.command == "bench"
+    with Progress("bench", "s") if bench else contextlib.nullcontext() as progress:
+        report = run_local(args.cameras, args.duration, args.out, args.transport, source=args.source, pace=args.pace,
+                           progress=progress, store_costs=bench)
     if args.command == "demo" and not args.json:
         report = {key: report[key] for key in ("cameras", "recall", "run") if key in report}
     print(json.dumps(report, indent=None if args.json else 2))
@@ -132,6 +159,7 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from dalistream.pipeline.capacity import plan_for
     from dalistream.pipeline.preflight import preflight
 
     config = config_module.load(args.config)
@@ -140,8 +168,11 @@ def _check(args: argparse.Namespace) -> int:
     for camera in plain["camera"]:
         camera["url"] = config_module.redact_url(camera["url"])
     plain["device_plan"] = {"device": plan.device, "reason": plan.reason}
+    capacity = plan_for(config, plan)
+    plain["capacity"] = capacity.as_dict()
     print(json.dumps(plain, indent=2, default=str))
     log.info("device plan", device=plan.device, reason=plan.reason)
+    (log.info if capacity.verdict == "fits" else log.warning)("capacity plan", verdict=capacity.verdict, summary=capacity.summary())
     return 0
 
 
@@ -163,8 +194,8 @@ def _eval(args: argparse.Namespace) -> int:
     try:
         # ONNX Runtime's quantizer prints progress while an INT8 model is first made: keep
         # stdout for the report alone.
-        with contextlib.redirect_stdout(sys.stderr):
-            report = accuracy.run(model, args.images, args.gt, plan=plan)
+        with contextlib.redirect_stdout(sys.stderr), Progress("eval", "images") as progress:
+            report = accuracy.run(model, args.images, args.gt, plan=plan, progress=progress)
     except accuracy.EvaluationError as exc:
         log.error("evaluation failed", error=str(exc))
         return 1
@@ -185,7 +216,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         log.error("--frames must be at least 1")
         return 2
     out = args.out or config.model.calib_dir
-    report = asyncio.run(capture(config, args.frames, out, interval_s=args.interval, timeout_s=args.timeout))
+    with Progress("calibrate", "frames") as progress:
+        report = asyncio.run(capture(config, args.frames, out, interval_s=args.interval, timeout_s=args.timeout, progress=progress))
     print(json.dumps({"out": str(out), "frames": len(report.files), "per_camera": report.per_camera,
                       "duplicates_skipped": report.duplicates, "complete": report.complete}))
     return 0 if report.files else 1

@@ -36,6 +36,7 @@ class PipelineConfig:
     max_wait_ms: float = _doc("Longest a frame waits for its batch to fill.", default=20.0)
     queue_frames: int = _doc("Sampled frames held per camera before the oldest is dropped.", default=2)
     decode_threads: int = _doc("Worker threads decoding all cameras (0 = one per CPU core).", default=0)
+    admission: str = _doc('A camera added while running that the capacity plan says does not fit: "refuse" it (with the reason) or "warn" and add it.', default="refuse")
 
     def validate(self, key: str) -> None:
         _choice(f"{key}.device", self.device, ("auto", "cpu", "gpu"))
@@ -44,6 +45,7 @@ class PipelineConfig:
         _at_least(f"{key}.max_wait_ms", self.max_wait_ms, 0)
         _positive(f"{key}.queue_frames", self.queue_frames)
         _at_least(f"{key}.decode_threads", self.decode_threads, 0)
+        _choice(f"{key}.admission", self.admission, ("refuse", "warn"))
 
 
 # Measured on faces-dev at 960x544 (README "INT8"): with the 11 convolutions of
@@ -135,6 +137,8 @@ class CameraConfig:
     max_receive_mbps: float = _doc("A camera sending more than this (Mbit/s over any second) is disconnected, so a flooding peer cannot starve the others.", default=100.0)
     pace: str = _doc('file:// only: "realtime" (at the clip\'s own rate, like a camera) or "fast" (as fast as the pipeline takes it, nothing dropped).', default="realtime")
     loop: bool = _doc("file:// only: start over at the end of the clip (timestamps keep growing) instead of ending the camera.", default=False)
+    expect_size: tuple[int, int] = _doc("Stream [width, height] for the capacity plan; [0, 0] = unknown (clips are probed, RTSP cameras assumed 1920x1080).", default=(0, 0))
+    expect_fps: float = _doc("Stream frame rate for the capacity plan; 0 = unknown (clips are probed, RTSP cameras assumed 25).", default=0.0)
 
     @property
     def is_file(self) -> bool:
@@ -150,6 +154,9 @@ class CameraConfig:
         if not self.id or any(c.isspace() for c in self.id):
             raise ConfigError(f"{key}.id: must be non-empty without spaces, got {self.id!r}")
         _choice(f"{key}.pace", self.pace, ("realtime", "fast"))
+        if self.expect_size != (0, 0) and min(self.expect_size) < 1:
+            raise ConfigError(f"{key}.expect_size: [width, height] both > 0, or [0, 0] for unknown; got {list(self.expect_size)}")
+        _at_least(f"{key}.expect_fps", self.expect_fps, 0)
         parts = urlsplit(self.url)
         if parts.scheme == "file":
             if parts.netloc not in ("", "localhost") or not parts.path:
@@ -220,11 +227,43 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    listen: str = _doc('host:port of the HTTP server (metrics, health, camera API, status page); "" = off. Use 0.0.0.0:PORT to serve other machines.', default="")
+    token_env: str = _doc('Name of the environment variable holding the bearer token that POST and DELETE requests must carry ("" = no token).', default="")
+    snapshot_fps: float = _doc("Most snapshots (latest.jpg) drawn per second per camera; requests in between get the last one.", default=4.0)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``listen`` as (host, port); IPv6 hosts are written ``[::1]:8080``."""
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def token(self) -> str | None:
+        """The token write requests need, or None when ``token_env`` is unset."""
+        if not self.token_env:
+            return None
+        token = os.environ.get(self.token_env, "")
+        if not token:
+            raise ConfigError(f"http.token_env: environment variable {self.token_env} is not set or empty")
+        return token
+
+    def validate(self, key: str) -> None:
+        if self.listen:
+            host, sep, port = self.listen.rpartition(":")
+            if not sep or not host.strip("[]") or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ConfigError(f"{key}.listen: expected host:port, e.g. 127.0.0.1:8080, got {self.listen!r}")
+        if self.token_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.token_env):
+            raise ConfigError(f"{key}.token_env: must be an environment variable name, got {self.token_env!r}")
+        _positive(f"{key}.snapshot_fps", self.snapshot_fps)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     camera: tuple[CameraConfig, ...] = ()
 
     def validate(self) -> None:
@@ -232,6 +271,7 @@ class Config:
         self.model.validate("model")
         self.output.validate("output")
         self.logging.validate("logging")
+        self.http.validate("http")
         if not self.camera:
             raise ConfigError("camera: at least one [[camera]] table is required")
         seen: set[str] = set()
@@ -262,11 +302,16 @@ def load(path: str | os.PathLike[str]) -> Config:
             cache_dir=_resolve(base, config.model.cache_dir),
         ),
         output=dataclasses.replace(config.output, dir=_resolve(base, config.output.dir)),
-        camera=tuple(
-            dataclasses.replace(camera, url=_resolve(base, camera.file_path).as_uri()) if camera.is_file else camera
-            for camera in config.camera
-        ),
+        camera=tuple(_resolve_camera(base, camera) for camera in config.camera),
     )
+
+
+def camera_from_mapping(data: Any, base: Path, key: str = "camera") -> CameraConfig:
+    """One ``[[camera]]`` table (e.g. a JSON body), validated as the config file's are; a
+    relative clip path resolves against ``base`` (the config file's directory)."""
+    camera = _build(CameraConfig, data, key)
+    camera.validate(key)
+    return _resolve_camera(base, camera)
 
 
 def from_mapping(data: Mapping[str, Any]) -> Config:
@@ -290,6 +335,10 @@ def redact_url(url: str) -> str:
 
 def _resolve(base: Path, path: Path) -> Path:
     return path if path.is_absolute() else base / path
+
+
+def _resolve_camera(base: Path, camera: CameraConfig) -> CameraConfig:
+    return dataclasses.replace(camera, url=_resolve(base, camera.file_path).as_uri()) if camera.is_file else camera
 
 
 def _build(cls: type, data: Any, key: str) -> Any:

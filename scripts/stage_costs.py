@@ -29,9 +29,7 @@ from dalistream.device import CPU_PLAN
 from dalistream.geometry import Letterbox
 from dalistream.models.detector import Detector
 from dalistream.sinks import JsonlWriter
-from dalistream.tools.demo import ROOT, SAMPLE_CLIP
-
-MODEL = ROOT / "engines" / "retinaface_mnet025.onnx"
+from dalistream.tools.demo import MODEL, SAMPLE_CLIP
 
 
 def timed(items: int, work: Callable[[], object]) -> dict[str, float]:

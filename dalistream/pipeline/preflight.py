@@ -13,7 +13,7 @@ from pathlib import Path
 
 import onnx
 
-from dalistream.config import Config, ConfigError
+from dalistream.config import CameraConfig, Config, ConfigError
 from dalistream.decode import SOURCES
 from dalistream.device import CPU, GPU, DevicePlan, GpuFacts, probe_gpu, resolve
 from dalistream.engine import ENGINES
@@ -51,6 +51,12 @@ def output_problem(directory: Path) -> str | None:
     return None
 
 
+def check_clip(camera: CameraConfig, key: str) -> None:
+    """A ``file://`` camera's clip must exist (checked again for cameras added at run time)."""
+    if camera.is_file and not camera.file_path.is_file():
+        raise ConfigError(f"{key}.url: no such file {camera.file_path}")
+
+
 def device_plan(requested: str, probe: Callable[[], GpuFacts] = probe_gpu) -> DevicePlan:
     """``pipeline.device`` resolved against this machine (probed unless "cpu") and this build's stages."""
     facts = None if requested == CPU else probe()
@@ -64,10 +70,10 @@ def preflight(config: Config, probe: Callable[[], GpuFacts] = probe_gpu) -> Devi
     if (problem := model_problem(config.model.onnx)) is not None:
         raise ConfigError(f"model.onnx: {problem}")
     for index, camera in enumerate(config.camera):
-        if camera.is_file and not camera.file_path.is_file():
-            raise ConfigError(f"camera[{index}].url: no such file {camera.file_path}")
+        check_clip(camera, f"camera[{index}]")
     if (problem := output_problem(config.output.dir)) is not None:
         raise ConfigError(f"output.dir: {problem}")
+    config.http.token()  # a token_env that names no variable stops here
     plan = device_plan(config.pipeline.device, probe)
     if config.model.precision == "fp16" and plan.device != GPU:
         raise ConfigError(f'model.precision: "fp16" needs the GPU engine; the plan is {plan}; use "fp32" or "int8"')

@@ -1,1 +1,1 @@
-"""Tooling beside the service: accuracy evaluation, calibration capture, the demo and its local RTSP server, model provisioning."""
+"""Tooling beside the service: accuracy evaluation, calibration capture, the demo and its local RTSP server, the sample clip, model provisioning."""

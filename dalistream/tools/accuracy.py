@@ -25,6 +25,7 @@ from dalistream.tools.evaluation import Detections, GroundTruthError, ImageTruth
 from dalistream.geometry import Letterbox
 from dalistream.device import CPU_PLAN, DevicePlan
 from dalistream.models.detector import Detector
+from dalistream.progress import Progress
 
 EVAL_SCORE_THRESHOLD = 0.02
 """Score threshold while evaluating: low, so that AP sees the whole precision/recall trade-off."""
@@ -44,8 +45,10 @@ def detect(
     truth: Sequence[ImageTruth],
     batch_size: int = EVAL_BATCH,
     plan: DevicePlan = CPU_PLAN,
+    progress: Progress | None = None,
 ) -> dict[str, Detections]:
-    """Run the live detection path over every annotated image; detections keyed by image name."""
+    """Run the live detection path over every annotated image; detections keyed by image name
+    (images done so far told to ``progress`` after each batch)."""
     detector = Detector(model, plan, batch_size, score_threshold=EVAL_SCORE_THRESHOLD)
 
     def load(item: ImageTruth) -> tuple[np.ndarray, Letterbox]:
@@ -64,17 +67,26 @@ def detect(
         return image, letterbox
 
     detections: dict[str, Detections] = {}
+    done = 0
     with ThreadPoolExecutor(LOADERS, thread_name_prefix="eval-load") as pool:
         for batch, loaded in zip(_batches(truth, batch_size), _prefetch(pool, load, truth, batch_size)):
             frames = [image for image, _ in loaded]
             faces = detector(frames, [letterbox for _, letterbox in loaded])
             for item, found in zip(batch, faces):
                 detections[item.name] = Detections(found.boxes, found.scores)
+            done += len(batch)
+            if progress is not None:
+                progress.update(done, len(truth))
     return detections
 
 
 def run(
-    model: ModelConfig, images: Path, gt: Path, batch_size: int = EVAL_BATCH, plan: DevicePlan = CPU_PLAN
+    model: ModelConfig,
+    images: Path,
+    gt: Path,
+    batch_size: int = EVAL_BATCH,
+    plan: DevicePlan = CPU_PLAN,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """AP in percent per setting plus what was measured (the ``eval`` command's JSON report)."""
     if not model.onnx.is_file():
@@ -86,7 +98,7 @@ def run(
     except GroundTruthError as exc:
         raise EvaluationError(f"{gt}: {exc}") from exc
     started = time.monotonic()
-    detections = detect(model, images, truth, batch_size, plan)
+    detections = detect(model, images, truth, batch_size, plan, progress)
     seconds = time.monotonic() - started
     report: dict[str, Any] = {key: round(value, 2) for key, value in evaluate(truth, detections).items()}
     report.update(

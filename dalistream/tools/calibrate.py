@@ -32,6 +32,7 @@ from dalistream.device import CPU
 from dalistream.ingest import ReceivedAccessUnit, ingest_for
 from dalistream.metrics import Stages
 from dalistream.pipeline.units import UnitQueue
+from dalistream.progress import Progress
 
 log = structlog.get_logger(__name__)
 
@@ -181,9 +182,16 @@ class CaptureReport:
 
 
 async def capture(
-    config: Config, frames: int, out_dir: Path, *, interval_s: float = 2.0, timeout_s: float = 600.0
+    config: Config,
+    frames: int,
+    out_dir: Path,
+    *,
+    interval_s: float = 2.0,
+    timeout_s: float = 600.0,
+    progress: Progress | None = None,
 ) -> CaptureReport:
-    """Capture up to ``frames`` calibration frames from ``config``'s cameras into ``out_dir``."""
+    """Capture up to ``frames`` calibration frames from ``config``'s cameras into ``out_dir``
+    (frames kept so far told to ``progress`` as they are written)."""
     cameras = [camera.id for camera in config.camera]
     selector = FrameSelector(cameras, frames, interval_s)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -204,6 +212,9 @@ async def capture(
     async def decode(camera: str, pool: ThreadPoolExecutor) -> None:
         while not selector.satisfied(camera) and (items := await sink.queues[camera].take(UNIT_QUEUE)) is not None:
             await loop.run_in_executor(pool, keep, camera, items)
+            if progress is not None:
+                kept = sum(selector.kept(c) for c in cameras)
+                progress.update(kept, frames, f"{selector.duplicates} near-duplicates skipped")
 
     with ThreadPoolExecutor(max(1, min(len(cameras), config.pipeline.decode_threads or 4))) as pool:
         ingest = [asyncio.create_task(ingest_for(camera, sink, stages).run()) for camera in config.camera]

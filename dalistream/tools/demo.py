@@ -15,17 +15,17 @@ import resource
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dalistream import config as config_module
+from dalistream.tools.assets import MODEL, SAMPLE_CLIP, SAMPLE_TRUTH, missing
 from dalistream.tools.groundtruth import ClipTruth, recall
 from dalistream.tools.localserver import LocalRtspServer
+from dalistream.pipeline import capacity
 from dalistream.pipeline.runtime import Runtime
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_CLIP = ROOT / "media" / "sample_1080p25.h264"
-SAMPLE_TRUTH = ROOT / "media" / "sample_1080p25.gt.json"
+from dalistream.progress import Progress
 
 
 def demo_config(
@@ -41,7 +41,7 @@ def demo_config(
     return config_module.from_mapping(
         {
             "pipeline": {"device": "cpu", **pipeline},
-            "model": {"onnx": str(ROOT / "engines" / "retinaface_mnet025.onnx")},
+            "model": {"onnx": str(MODEL)},
             "output": {"dir": str(out), "prefix": "demo"},
             "camera": [
                 {"id": f"cam{i}", "url": url, **({} if url.startswith("file:") else {"transport": transport}), **(camera or {})}
@@ -51,10 +51,16 @@ def demo_config(
     )
 
 
-async def run_for(runtime: Runtime, duration_s: float) -> float:
+PROGRESS_TICK_S = 0.5  # how often run_for tells its progress line the time run and frames analysed
+
+
+async def run_for(runtime: Runtime, duration_s: float, progress: Progress | None = None) -> float:
     """Run ``runtime`` for ``duration_s``; returns the CPU seconds the event loop thread used."""
+    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    asyncio.get_running_loop().call_later(duration_s, stop.set)
+    loop.call_later(duration_s, stop.set)
+    if progress is not None:
+        _tick(loop, runtime, duration_s, progress, loop.time())
     cpu = time.thread_time()
     await runtime.run(stop)
     return time.thread_time() - cpu
@@ -68,12 +74,18 @@ def run_local(
     *,
     source: str = "rtsp",
     pace: str = "realtime",
+    progress: Progress | None = None,
+    store_costs: bool = False,
 ) -> dict[str, Any]:
     """Analyse the sample clip as ``cameras`` cameras for ``duration_s``; return a report.
 
     ``source="rtsp"``: the local RTSP server serves it on one mount per camera (over
     ``transport``); ``"file"``: each camera reads the clip itself, looping, at ``pace``.
+    ``store_costs``: merge the measured per-stage costs into the capacity plan's cost table
+    (the report's ``cost_table`` says where).
     """
+    if to_make := missing():
+        raise config_module.ConfigError(to_make)
     server_cpu = _children_cpu_s()
     with LocalRtspServer(SAMPLE_CLIP, cameras) if source == "rtsp" else contextlib.nullcontext() as server:
         if server is None:
@@ -82,7 +94,7 @@ def run_local(
             config = demo_config([server.url(i) for i in range(cameras)], out, [transport] * cameras)
         runtime = Runtime(config)
         wall, cpu = time.perf_counter(), time.process_time()
-        loop_cpu = asyncio.run(run_for(runtime, duration_s))
+        loop_cpu = asyncio.run(run_for(runtime, duration_s, progress))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     server_cpu = _children_cpu_s() - server_cpu
     lines = [json.loads(line) for path in runtime.output_paths for line in path.read_text().splitlines()]
@@ -101,7 +113,21 @@ def run_local(
     report["stages"] = {name: {k: round(v, 3) for k, v in cost.per_item_ms().items()}
                         for name, cost in runtime.stages.snapshot().items()}
     report["latency_ms"] = {k: round(v, 1) for k, v in runtime.latencies.percentiles().items()}
+    if store_costs:
+        clip = capacity.probe_clip(SAMPLE_CLIP)
+        costs = capacity.measured_costs(
+            runtime.stages.snapshot(), process_cpu_s=cpu, loop_cpu_s=loop_cpu, frame_size=(clip.width, clip.height),
+            device=runtime.plan.device, model=config.model, measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        report["cost_table"] = str(capacity.save_measured(costs)) if costs else "not stored: no frame was analysed"
     return report
+
+
+def _tick(loop: asyncio.AbstractEventLoop, runtime: Runtime, duration_s: float, progress: Progress, started: float) -> None:
+    """Tell ``progress`` the seconds run and the frames analysed, then again in a moment (until the loop closes)."""
+    progress.update(min(round(loop.time() - started), round(duration_s)), round(duration_s),
+                    f"{sum(runtime.analysed().values())} frames analysed")
+    loop.call_later(PROGRESS_TICK_S, _tick, loop, runtime, duration_s, progress, started)
 
 
 def _children_cpu_s() -> float:

@@ -1,4 +1,4 @@
-"""The local GStreamer RTSP server (``scripts/rtsp_server.py``) as a child process.
+"""The local GStreamer RTSP server (``rtsp_server.py`` beside this module) as a child process.
 
 It needs Debian's Python with PyGObject and gst-rtsp-server, not the project's virtualenv, so it
 always runs as a separate process; it prints ``READY <port>`` once it listens.
@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rtsp_server.py"
+SCRIPT = Path(__file__).resolve().with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
-PASSWORD_ENV = "RTSP_SERVER_PASSWORD"  # scripts/rtsp_server.py reads --user's password from here
+PASSWORD_ENV = "RTSP_SERVER_PASSWORD"  # rtsp_server.py reads --user's password from here
 
 
 class ServerError(RuntimeError):
@@ -67,7 +67,7 @@ class LocalRtspServer:
 
     def start(self, timeout_s: float = 20.0) -> LocalRtspServer:
         if not self.clip.is_file():
-            raise ServerError(f"sample clip {self.clip} is missing (run scripts/setup.sh)")
+            raise ServerError(f"clip {self.clip} is missing")
         command = [
             SYSTEM_PYTHON, str(SCRIPT),
             "--file", str(self.clip),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -126,7 +128,8 @@ def test_file_cameras_run_to_their_end_and_the_process_exits_zero(sample_clip: P
 
 
 def test_bench_on_file_sources_needs_no_rtsp_server(model_path, sample_clip: Path, tmp_path: Path):
-    process = run_cli("bench", "--source", "file", "--cameras", "2", "--duration", "6", "--out", str(tmp_path), "--json")
+    env = {**os.environ, "DALISTREAM_CACHE": str(tmp_path / "cache")}
+    process = run_cli("bench", "--source", "file", "--cameras", "2", "--duration", "6", "--out", str(tmp_path), "--json", env=env)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
     report = json.loads(stdout)
@@ -134,6 +137,28 @@ def test_bench_on_file_sources_needs_no_rtsp_server(model_path, sample_clip: Pat
     for camera in ("cam0", "cam1"):
         assert report["cameras"][camera]["analysed_fps"] == pytest.approx(5.0, rel=0.05), report["cameras"]
         assert report["cameras"][camera]["recall"] >= 0.99
+    assert re.search(r"^bench: 6/6 s \(100 %\), \d+ frames analysed, done$", stderr, re.MULTILINE), stderr
+    # The per-stage costs it measured are the capacity plan's from now on.
+    assert report["cost_table"] == str(tmp_path / "cache" / "costs.json")
+    process = run_cli("check", str(write_site(tmp_path, model_path, ["rtsp://127.0.0.1:9/x"])), env=env)
+    stdout, stderr = process.communicate(timeout=60)
+    costs = json.loads(stdout)["capacity"]["costs"]
+    assert costs["analysis"]["source"].startswith(f"measured by bench ({report['cost_table']}), "), costs
+    assert costs["analysis"]["stages_ms"]["inference"] > 0 and costs["decode"]["ms_per_mpixel"] > 0, costs
+
+
+@pytest.mark.parametrize(("cameras", "verdict", "fit"), [(1, "fits", 1), (40, "over", 2)])
+def test_check_prints_the_capacity_plan_for_the_cores_it_may_use(model_path, tmp_path: Path, cameras: int, verdict: str, fit: int):
+    site = write_site(tmp_path, model_path, [f"rtsp://192.0.2.1/{i}" for i in range(cameras)])
+    env = {**os.environ, "DALISTREAM_CACHE": str(tmp_path / "cache")}  # nothing measured: the shipped costs
+    process = run_cli("check", str(site), env=env, preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    plan = json.loads(stdout)["capacity"]
+    assert (plan["cpu_cores"], plan["verdict"], plan["cameras_fit"]) == (1, verdict, fit), plan
+    assert plan["costs"]["analysis"]["source"] == plan["costs"]["decode"]["source"] == "shipped defaults"
+    assert plan["cameras"][0]["size_from"] == plan["cameras"][0]["fps_from"] == "assumed"
+    assert "capacity plan" in stderr and plan["summary"] in stderr, stderr
 
 
 def test_check_loads_the_model(tmp_path: Path):

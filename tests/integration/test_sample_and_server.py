@@ -1,6 +1,6 @@
 """The generated sample clip, and the GStreamer RTSP server that loops it.
 
-The clip comes from ``scripts/make_sample.py``; the server is ``scripts/rtsp_server.py`` run under
+The clip comes from ``dalistream/tools/sample.py``; the server is ``dalistream/tools/rtsp_server.py`` run under
 Debian's Python by the ``rtsp_server`` fixture (tests/conftest.py), read back here with PyAV.
 """
 

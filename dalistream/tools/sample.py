@@ -5,7 +5,8 @@ scikit-image's ``astronaut()`` (NASA portrait of Eileen Collins, public domain),
 on a Lissajous path inside its own lane so sprites never overlap. Motion and background are
 periodic over the clip length, so a server looping the file shows no jump at the seam.
 
-Outputs, next to each other::
+Outputs, next to each other, in ``media/`` of the checkout or of the cache directory an installed
+package uses (``dalistream.tools.assets``)::
 
     media/sample_1080p25.h264     Annex-B elementary stream (IDR + SPS/PPS every GOP, no B-frames)
     media/sample_1080p25.gt.json  {"width", "height", "fps", "frames", "gop", "params",
@@ -18,10 +19,10 @@ Ground-truth boxes are in frame pixels, continuous coordinates (a pixel ``i`` sp
 ``[i, i + 1)``), one box per sprite in ``SPRITES`` order. ``params`` is a hash of every
 generator parameter; a rerun with matching outputs does nothing.
 
-Usage::
+Usage (needs scikit-image, the ``media`` extra)::
 
-    .venv/bin/python scripts/make_sample.py --out media/sample_1080p25.h264 [--force]
-    .venv/bin/python scripts/make_sample.py --codec h265 [--out media/sample_1080p25.h265] [--force]
+    python -m dalistream.tools.sample [--out media/sample_1080p25.h264] [--force]
+    python -m dalistream.tools.sample --codec h265 [--out media/sample_1080p25.h265] [--force]
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ import av
 import numpy as np
 from numpy.typing import NDArray
 from skimage import data, transform
+
+from dalistream.tools.assets import sample_clip
 
 GENERATOR_VERSION = 1  # bump when a code change alters the pixels or the boxes
 WIDTH = 1920
@@ -339,11 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codec", choices=CODECS, default="h264", help="video codec (default h264)")
-    parser.add_argument("--out", type=Path, help="output path (default media/sample_1080p25.<codec>)")
+    parser.add_argument("--out", type=Path, help=f"output path (default {sample_clip('<codec>')})")
     parser.add_argument("--force", action="store_true", help="regenerate even when the outputs are up to date")
     args = parser.parse_args(argv)
 
-    video: Path = args.out or Path(f"media/sample_1080p25.{args.codec}")
+    video: Path = args.out or sample_clip(args.codec)
     gt_path = ground_truth_path(video)
     params = params_hash(args.codec)
     if not args.force and is_up_to_date(video, gt_path, params):

@@ -1,8 +1,10 @@
 """Serve an Annex-B H.264 (or, with ``--codec h265``, H.265) file on N RTSP mounts, looped, untranscoded.
 
-Run with Debian's Python, which has the GStreamer bindings (python3-gi, gir1.2-gst-rtsp-server-1.0)::
+Run with Debian's Python, which has the GStreamer bindings (python3-gi, gir1.2-gst-rtsp-server-1.0),
+by its path in the package (``dalistream.tools.localserver`` does): it imports nothing of dalistream,
+so it runs from a checkout and from an installed wheel alike::
 
-    /usr/bin/python3 scripts/rtsp_server.py --file media/sample_1080p25.h264 --mounts 4 --port 8554 \\
+    /usr/bin/python3 dalistream/tools/rtsp_server.py --file media/sample_1080p25.h264 --mounts 4 --port 8554 \\
         [--address 127.0.0.1] [--user NAME --auth basic|digest] [--tls-cert PEM --tls-key PEM]
 
 With ``--user`` every mount asks for that user's credentials (Basic or Digest, per ``--auth``);

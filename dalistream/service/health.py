@@ -1,0 +1,69 @@
+"""``/health``, ``/live`` and ``/ready``: the service and each camera at a glance, as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from dalistream.config import CameraConfig, redact_url
+from dalistream.pipeline.runtime import CameraReport, Runtime
+from dalistream.pipeline.status import BACKING_OFF, CONNECTING, STREAMING
+
+OK, DEGRADED, DOWN = "ok", "degraded", "down"
+
+
+def camera_json(report: CameraReport) -> dict[str, Any]:
+    """One camera's health entry: its state, rate, freshness, drops and last error."""
+    status = report.status
+    return {
+        "id": report.config.id,
+        "state": status.state,
+        "state_age_s": round(status.state_age_s, 1),
+        "analysed_fps": round(status.analysed_fps, 2),
+        "last_frame_age_s": None if status.last_frame_age_s is None else round(status.last_frame_age_s, 3),
+        "analysed": report.counts.get("frames_analysed", 0),
+        "dropped": sum(report.dropped.values()),
+        "reconnects": report.counts.get("reconnects", 0),
+        "last_error": status.last_error,  # reasons are redacted where they are made
+        "last_error_at": status.last_error_at,
+        "codec": status.codec,
+        "transport": status.transport,
+        "size": None if status.size is None else list(status.size),
+    }
+
+
+def camera_config_json(camera: CameraConfig) -> dict[str, Any]:
+    """A camera's configuration as its ``[[camera]]`` table, the URL's password hidden."""
+    table = dataclasses.asdict(camera)
+    table["url"] = redact_url(camera.url)
+    return table
+
+
+def health(runtime: Runtime) -> dict[str, Any]:
+    """Overall ``ok`` / ``degraded`` / ``down`` and every camera's entry.
+
+    down: the detector is not running, no camera streams (while some are configured), or the
+    output writer failed. degraded: some camera is connecting or backing off, or records are
+    not reaching the output right now. Cameras whose clip ended (``stopped``) degrade nothing.
+    """
+    cameras = [camera_json(runtime.report(camera.id)) for camera in runtime.cameras()]
+    states = [camera["state"] for camera in cameras]
+    problem = runtime.output_problem
+    if not runtime.ready or (states and STREAMING not in states) or runtime.output_failed:
+        overall = DOWN
+    elif CONNECTING in states or BACKING_OFF in states or problem is not None:
+        overall = DEGRADED
+    else:
+        overall = OK
+    return {
+        "status": overall,
+        "ready": ready(runtime),
+        "device": runtime.plan.device,
+        "output": {"records_written": runtime.records_written, "records_lost": runtime.records_lost, "problem": problem},
+        "cameras": cameras,
+    }
+
+
+def ready(runtime: Runtime) -> bool:
+    """The model is loaded and at least one camera streams (``/ready``)."""
+    return runtime.ready and any(runtime.report(camera.id).status.state == STREAMING for camera in runtime.cameras())
