@@ -87,16 +87,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from dalistream.pipeline.preflight import preflight
     from dalistream.pipeline.runtime import Runtime
     from dalistream.service.control import CameraControl, capacity_admission, state_file, with_persisted_cameras
     from dalistream.service.http import HttpService
+    from dalistream.service.metrics import metrics_registry
 
     config = config_module.load(args.config)
     if args.persist_cameras:
         config = with_persisted_cameras(config, state_file(args.config))
     logs.configure(json=args.log_json or config.logging.json, level=config.logging.level)
-    runtime = Runtime(config)
-    control = CameraControl(runtime, args.config, admission=capacity_admission(runtime),
+    if config.cluster is None:
+        runtime = Runtime(config)
+        registry, admission, workers = metrics_registry(runtime), capacity_admission(runtime), None
+    else:
+        from dalistream.cluster.coordinator import Coordinator
+
+        runtime = Coordinator(config, preflight(config))
+        runtime.connect()
+        registry, admission, workers = runtime.registry, runtime.admission, runtime.workers
+    control = CameraControl(runtime, args.config, admission=admission,
                             refuse=config.pipeline.admission == "refuse", persist=args.persist_cameras)
 
     async def serve() -> None:
@@ -114,7 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signal.SIGHUP, reload)
         if args.duration is not None:
             loop.call_later(args.duration, stop.set)
-        http = HttpService(runtime, control, config.http) if config.http.listen else None
+        http = HttpService(runtime, control, config.http, registry, workers) if config.http.listen else None
         if http is not None:
             await http.start()
         log.info("running", cameras=len(config.camera), output=str(config.output.dir))

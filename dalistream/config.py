@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import UnionType
 from typing import Any, get_args, get_origin, get_type_hints
 from urllib.parse import unquote, urlsplit
 
@@ -258,12 +259,32 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    address: str = _doc('Ray cluster to run on: "" starts a local Ray instance in this process; "auto" or "ray://host:10001" (or the GCS "host:port") joins an existing one.', default="")
+    cpu_workers: int = _doc("Workers that run cameras on CPU cores (one Ray actor each; on the CPU device plan).", default=2)
+    worker_cpus: float = _doc("CPU cores each CPU worker reserves in Ray (its capacity in the plan).", default=1.0)
+    workers_per_gpu: int = _doc("Workers per GPU on the GPU device plan (each pinned to its GPU share).", default=1)
+    rebalance_s: float = _doc("Least time between two rebalancings of running cameras onto workers that came back (0 = never move a running camera).", default=0.0)
+    health_timeout_s: float = _doc("A worker whose health does not answer within this long is taken for dead; its cameras move.", default=5.0)
+
+    def validate(self, key: str) -> None:
+        if self.address and self.address != "auto" and not self.address.startswith("ray://") and ":" not in self.address:
+            raise ConfigError(f'{key}.address: expected "", "auto", "ray://host:port" or "host:port", got {self.address!r}')
+        _positive(f"{key}.cpu_workers", self.cpu_workers)
+        _positive(f"{key}.worker_cpus", self.worker_cpus)
+        _positive(f"{key}.workers_per_gpu", self.workers_per_gpu)
+        _at_least(f"{key}.rebalance_s", self.rebalance_s, 0)
+        _positive(f"{key}.health_timeout_s", self.health_timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    cluster: ClusterConfig | None = _doc("Present: the cameras run on workers of a Ray cluster (see README, Cluster mode).", default=None)
     camera: tuple[CameraConfig, ...] = ()
 
     def validate(self) -> None:
@@ -272,6 +293,8 @@ class Config:
         self.output.validate("output")
         self.logging.validate("logging")
         self.http.validate("http")
+        if self.cluster is not None:
+            self.cluster.validate("cluster")
         if not self.camera:
             raise ConfigError("camera: at least one [[camera]] table is required")
         seen: set[str] = set()
@@ -363,6 +386,9 @@ def _build(cls: type, data: Any, key: str) -> Any:
 
 def _convert(hint: Any, value: Any, key: str) -> Any:
     origin = get_origin(hint)
+    if origin is UnionType:  # an optional table (X | None): present in the file, so built
+        (hint,) = [arg for arg in get_args(hint) if arg is not type(None)]
+        return _convert(hint, value, key)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key)
     if origin is tuple:

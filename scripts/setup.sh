@@ -38,7 +38,7 @@ wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     say "installing Python packages (first run downloads NVIDIA DALI, ~400 MB)"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test,media]'
+    .venv/bin/python -m pip install -q -e '.[test,media,cluster]'
     echo "$wanted" > "$stamp"
 fi
 

@@ -36,7 +36,7 @@ from dalistream.pipeline.preflight import preflight
 from dalistream.pipeline.sampling import Sampler
 from dalistream.pipeline.status import AnalysedFrame, CameraStatus, StatusView
 from dalistream.pipeline.units import Put, UnitQueue
-from dalistream.sinks import JsonlWriter, RecordWriter
+from dalistream.sinks import output_writer
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +93,9 @@ class CameraReport:
     dropped: dict[str, int]  # sampled frames dropped before analysis, by reason
     queued_units: int  # access units waiting for the decoder
     queued_frames: int  # sampled frames waiting for a batch
+    next_seq: int  # the seq its next sampled frame gets
     latest: AnalysedFrame | None
+    worker: str | None = None  # the cluster worker running it (cluster mode)
 
 
 @dataclass(slots=True)
@@ -141,15 +143,7 @@ class Runtime:
         self._batcher: Batcher[SampledFrame] = Batcher(
             config.pipeline.max_batch, config.pipeline.max_wait_ms / 1e3, config.pipeline.queue_frames
         )
-        self._writer = RecordWriter(
-            JsonlWriter(
-                config.output.dir,
-                config.output.prefix,
-                rotate_bytes=int(config.output.rotate_mb * 2**20),
-                rotate_daily=config.output.rotate_daily,
-                fsync=config.output.fsync,
-            )
-        )
+        self._writer = output_writer(config.output)
         self._wake = asyncio.Event()  # frames were queued for batching
         self._taken = asyncio.Event()  # a batch was taken: lossless cameras may push again
         self._written = asyncio.Event()  # a batch's records were written
@@ -215,6 +209,9 @@ class Runtime:
         state = self._cameras[camera]
         if state.removing:
             raise KeyError(camera)
+        return self._report_of(state)
+
+    def _report_of(self, state: _Camera) -> CameraReport:
         return CameraReport(
             config=state.config,
             status=state.status.view(),
@@ -223,26 +220,30 @@ class Runtime:
             losses={key: state.losses[key] for key in LOSS_KEYS},
             dropped=dict(state.drops),
             queued_units=len(state.units),
-            queued_frames=self._batcher.queued(camera),
+            queued_frames=self._batcher.queued(state.config.id),
+            next_seq=state.source.next_seq,
             latest=state.status.latest,
         )
 
     # Cameras at run time.
 
-    def add_camera(self, camera: CameraConfig) -> None:
-        """Start ``camera`` (validated by the caller) beside the others: an ``added`` event,
-        then its own ``connected``. Raises :class:`CameraExists` for an id in use."""
+    def add_camera(self, camera: CameraConfig, *, first_seq: int = 0, event: str = "added", **fields: Any) -> None:
+        """Start ``camera`` (validated by the caller) beside the others: an ``event`` record
+        (``added``; ``moved`` with where from, for a camera another worker ran) then its own
+        ``connected``; its frames' ``seq`` start at ``first_seq``. Raises :class:`CameraExists`
+        for an id in use."""
         if camera.id in self._cameras:
             raise CameraExists(f"camera {camera.id!r} is already running")
         state = self._cameras[camera.id] = self._camera(camera)
-        self.event(camera.id, "added")
+        state.source.next_seq = first_seq
+        self.event(camera.id, event, **fields)
         if self._decode_pool is not None:
             self._launch(state)
 
-    async def remove_camera(self, camera: str) -> int:
+    async def remove_camera(self, camera: str, **fields: Any) -> CameraReport:
         """Stop ``camera``: its session ends, what it already sent is analysed, a ``removed``
-        event is its last record; returns how many of its frames were analysed. The other
-        cameras go on as they were. KeyError when absent."""
+        event (with ``fields``) is its last record; returns its final report. The other cameras
+        go on as they were. KeyError when absent."""
         state = self._cameras[camera]
         if state.removing:
             raise KeyError(camera)
@@ -259,9 +260,10 @@ class Runtime:
             await self._written.wait()
         self._report_camera(camera, state)
         state.status.stopped()
-        self.event(camera, "removed", analysed=state.counts["frames_analysed"])
+        final = self._report_of(state)
+        self.event(camera, "removed", analysed=state.counts["frames_analysed"], **fields)
         del self._cameras[camera]
-        return state.counts["frames_analysed"]
+        return final
 
     def _camera(self, camera: CameraConfig) -> _Camera:
         sampler = Sampler(self.config.pipeline.detect_fps)

@@ -20,6 +20,7 @@ FPS_WINDOW_S = 10.0  # analysed fps is counted over this much recent time
 STALLED_S = 2.0  # no frame analysed for this long (at least): the rate is 0
 
 CONNECTING, STREAMING, BACKING_OFF, STOPPED = "connecting", "streaming", "backing_off", "stopped"
+UNPLACED = "unplaced"  # cluster mode: no live worker has room for it
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,9 +98,9 @@ class CameraControl:
         """Remove ``camera``; returns how many of its frames were analysed. KeyError when it is
         not running."""
         async with self._lock:
-            analysed = await self._runtime.remove_camera(camera)
+            final = await self._runtime.remove_camera(camera)
             self._save()
-        return analysed
+        return final.counts.get("frames_analysed", 0)
 
     async def reload(self) -> None:
         """Re-read the config file and apply its cameras: new ones added, missing ones removed,

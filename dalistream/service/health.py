@@ -7,7 +7,7 @@ from typing import Any
 
 from dalistream.config import CameraConfig, redact_url
 from dalistream.pipeline.runtime import CameraReport, Runtime
-from dalistream.pipeline.status import BACKING_OFF, CONNECTING, STREAMING
+from dalistream.pipeline.status import BACKING_OFF, CONNECTING, STREAMING, UNPLACED
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
 
@@ -29,6 +29,7 @@ def camera_json(report: CameraReport) -> dict[str, Any]:
         "codec": status.codec,
         "transport": status.transport,
         "size": None if status.size is None else list(status.size),
+        **({} if report.worker is None else {"worker": report.worker}),
     }
 
 
@@ -39,19 +40,20 @@ def camera_config_json(camera: CameraConfig) -> dict[str, Any]:
     return table
 
 
-def health(runtime: Runtime) -> dict[str, Any]:
+def health(runtime: Runtime, workers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Overall ``ok`` / ``degraded`` / ``down`` and every camera's entry.
 
     down: the detector is not running, no camera streams (while some are configured), or the
-    output writer failed. degraded: some camera is connecting or backing off, or records are
-    not reaching the output right now. Cameras whose clip ended (``stopped``) degrade nothing.
+    output writer failed. degraded: some camera is connecting, backing off or unplaced, or
+    records are not reaching the output right now. Cameras whose clip ended (``stopped``)
+    degrade nothing. ``workers``: a cluster's workers, listed as given.
     """
     cameras = [camera_json(runtime.report(camera.id)) for camera in runtime.cameras()]
     states = [camera["state"] for camera in cameras]
     problem = runtime.output_problem
     if not runtime.ready or (states and STREAMING not in states) or runtime.output_failed:
         overall = DOWN
-    elif CONNECTING in states or BACKING_OFF in states or problem is not None:
+    elif {CONNECTING, BACKING_OFF, UNPLACED} & set(states) or problem is not None:
         overall = DEGRADED
     else:
         overall = OK
@@ -60,6 +62,7 @@ def health(runtime: Runtime) -> dict[str, Any]:
         "ready": ready(runtime),
         "device": runtime.plan.device,
         "output": {"records_written": runtime.records_written, "records_lost": runtime.records_lost, "problem": problem},
+        **({} if workers is None else {"workers": workers}),
         "cameras": cameras,
     }
 

@@ -17,19 +17,20 @@ POST and DELETE need ``Authorization: Bearer <token>`` when ``http.token_env`` n
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 import json
 from importlib import resources
 from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
 
 from dalistream.config import ConfigError, HttpConfig
 from dalistream.pipeline.runtime import CameraExists, Runtime
 
 from .control import CameraControl, NotAdmitted
 from .health import DOWN, camera_config_json, camera_json, health, ready
-from .metrics import MetricsExporter
 from .snapshots import Snapshots
 
 log = structlog.get_logger(__name__)
@@ -40,12 +41,22 @@ MAX_BODY_BYTES = 64 * 1024  # a camera table is a few hundred bytes
 class HttpService:
     """The aiohttp application for one runtime; :meth:`start` binds, :meth:`stop` closes."""
 
-    def __init__(self, runtime: Runtime, control: CameraControl, config: HttpConfig) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        control: CameraControl,
+        config: HttpConfig,
+        registry: CollectorRegistry,
+        workers: Callable[[], list[dict[str, Any]]] | None = None,
+    ) -> None:
+        """``runtime``: the service's runtime, or the cluster's coordinator (``workers`` then
+        lists its workers in ``/health``)."""
         self._runtime = runtime
+        self._workers = workers
         self._control = control
         self._config = config
         self._token = config.token()
-        self._metrics = MetricsExporter(runtime)
+        self._registry = registry
         self._snapshots = Snapshots(config.snapshot_fps)
         self._page = resources.files(__package__).joinpath("static/index.html").read_bytes()
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._guard])
@@ -96,10 +107,10 @@ class HttpService:
         return web.Response(body=self._page, content_type="text/html", charset="utf-8")
 
     async def _metrics_text(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._metrics.text(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        return web.Response(body=generate_latest(self._registry), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _health(self, request: web.Request) -> web.Response:
-        report = health(self._runtime)
+        report = health(self._runtime, None if self._workers is None else self._workers())
         return web.json_response(report, status=503 if report["status"] == DOWN else 200)
 
     async def _live(self, request: web.Request) -> web.Response:

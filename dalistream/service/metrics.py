@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -80,14 +80,10 @@ class RuntimeCollector(Collector):
         yield GaugeMetricFamily("dalistream_output_ok", "0 while records are not reaching the output.", value=float(runtime.output_problem is None))
 
 
-class MetricsExporter:
-    """The registry ``/metrics`` serves: the runtime's histograms, its counters and the process's
+def metrics_registry(runtime: Runtime) -> CollectorRegistry:
+    """What ``/metrics`` serves for ``runtime``: its histograms, its counters and the process's
     own (CPU seconds, resident memory, open file descriptors)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.registry: CollectorRegistry = runtime.telemetry.registry
-        self.registry.register(RuntimeCollector(runtime))
-        ProcessCollector(namespace="dalistream", registry=self.registry)
-
-    def text(self) -> bytes:
-        return generate_latest(self.registry)
+    registry = runtime.telemetry.registry
+    registry.register(RuntimeCollector(runtime))
+    ProcessCollector(namespace="dalistream", registry=registry)
+    return registry

@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from dalistream import records
+from dalistream.config import OutputConfig
 
 from .jsonl import DurabilityError, JsonlWriter, SinkError
 
@@ -201,3 +202,16 @@ class RecordWriter:
             self._gap = {"since": self._clock(), "lost": 0, "reason": reason}
             log.error("output records lost", reason=reason)
         self._gap["lost"] += count
+
+
+def output_writer(output: OutputConfig, prefix: str | None = None) -> RecordWriter:
+    """The writer ``[output]`` describes (file names start with ``prefix``, default its own)."""
+    return RecordWriter(
+        JsonlWriter(
+            output.dir,
+            prefix or output.prefix,
+            rotate_bytes=int(output.rotate_mb * 2**20),
+            rotate_daily=output.rotate_daily,
+            fsync=output.fsync,
+        )
+    )

@@ -1,0 +1,97 @@
+"""A cluster worker: the single-process :class:`~dalistream.pipeline.runtime.Runtime`, run inside
+a Ray actor on the cameras the coordinator gives it.
+
+The actor is asynchronous: its methods run on the actor's event loop, the same loop the runtime
+runs on, so adding or removing a camera is the runtime's own ``add_camera`` / ``remove_camera``.
+It writes its own JSON-lines files (``<prefix>-<worker id>-<start>.jsonl``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from typing import Any
+
+import ray
+from prometheus_client import generate_latest
+
+from dalistream import logs
+from dalistream.config import CameraConfig, Config
+from dalistream.pipeline.runtime import Runtime
+from dalistream.service.metrics import metrics_registry
+
+
+def worker_config(config: Config, worker: str) -> Config:
+    """``config`` as one worker runs it: no cameras yet (the coordinator adds them), its own
+    output files, no HTTP server and no cluster of its own."""
+    output = dataclasses.replace(config.output, prefix=f"{config.output.prefix}-{worker}")
+    return dataclasses.replace(config, camera=(), output=output, http=dataclasses.replace(config.http, listen=""), cluster=None)
+
+
+class Worker:
+    """The actor class (made remote by the coordinator with its resources)."""
+
+    def __init__(self, worker: str, config: Config) -> None:
+        logs.configure(json=config.logging.json, level=config.logging.level)
+        self.id = worker
+        self._runtime = Runtime(worker_config(config, worker))
+        self._registry = metrics_registry(self._runtime)
+        self._stop = asyncio.Event()
+        self._running: asyncio.Task[None] | None = None
+
+    async def start(self) -> dict[str, Any]:
+        """Start the runtime (model loaded, writer running); returns :meth:`health`."""
+        self._running = asyncio.create_task(self._runtime.run(self._stop), name=f"runtime-{self.id}")
+        while not self._runtime.ready:
+            if self._running.done():
+                self._running.result()  # it failed: say why
+            await asyncio.sleep(0.05)
+        return await self.health()
+
+    async def add(self, camera: CameraConfig, first_seq: int = 0, moved_from: str | None = None) -> None:
+        """Run ``camera``, its ``seq`` from ``first_seq``; ``moved_from``: the worker that ran it
+        before (a ``moved`` event says so instead of ``added``)."""
+        if moved_from is None:
+            self._runtime.add_camera(camera, first_seq=first_seq)
+        else:
+            self._runtime.add_camera(camera, first_seq=first_seq, event="moved", **{"from": moved_from, "to": self.id})
+
+    async def remove(self, camera: str, moved_to: str | None = None) -> int:
+        """Stop ``camera``; returns the ``seq`` its next frame would have had."""
+        fields = {} if moved_to is None else {"moved_to": moved_to}
+        return (await self._runtime.remove_camera(camera, **fields)).next_seq
+
+    async def health(self) -> dict[str, Any]:
+        """Who and where this worker is, and each camera's report (without its last frame)."""
+        self._check()
+        runtime = self._runtime
+        return {
+            "id": self.id,
+            "pid": os.getpid(),
+            "node": ray.get_runtime_context().get_node_id(),
+            "device": runtime.plan.device,
+            "ready": runtime.ready,
+            "reports": {camera.id: dataclasses.replace(runtime.report(camera.id), latest=None) for camera in runtime.cameras()},
+            "output": {"records_written": runtime.records_written, "records_lost": runtime.records_lost,
+                       "problem": runtime.output_problem, "failed": runtime.output_failed},
+            "files": [str(path) for path in runtime.output_paths],
+        }
+
+    async def metrics(self) -> bytes:
+        """This worker's ``/metrics`` text."""
+        return generate_latest(self._registry)
+
+    async def stop(self) -> dict[str, Any]:
+        """Flush and stop; returns what was written and lost, and the files."""
+        self._stop.set()
+        if self._running is not None:
+            await self._running
+        runtime = self._runtime
+        return {"output": {"records_written": runtime.records_written, "records_lost": runtime.records_lost},
+                "files": [str(path) for path in runtime.output_paths]}
+
+    def _check(self) -> None:
+        if self._running is not None and self._running.done():
+            self._running.result()  # the runtime failed: the coordinator sees the error and moves the cameras
+            raise RuntimeError(f"worker {self.id}: its runtime stopped")

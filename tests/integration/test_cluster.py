@@ -1,0 +1,173 @@
+"""Cluster mode on a real local Ray cluster of several nodes, CPU workers, the real GStreamer
+server: six cameras over three workers; a worker process killed, then a node removed; their
+cameras analyse again on the others; seq keeps growing across the moves; a camera added over
+REST lands on the worker with the most room."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ray_cluster_utils = pytest.importorskip("ray.cluster_utils", reason="Ray missing: run scripts/setup.sh")
+
+RECOVERY_S = 15.0  # the issue's bound: a lost worker's cameras analyse again within this
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(base: str, path: str) -> Any:
+    with urllib.request.urlopen(base + path, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def post(base: str, path: str, body: Any) -> tuple[int, Any]:
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def wait_for(condition, timeout_s: float, what: str, process: subprocess.Popen, log: Path) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the coordinator exited ({process.returncode}): {log.read_text()[-4000:]}"
+        try:
+            if result := condition():
+                return result
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}: {log.read_text()[-4000:]}")
+
+
+def timestamp(record: dict[str, Any]) -> float:
+    return datetime.fromisoformat(record["wallclock"].replace("Z", "+00:00")).timestamp()
+
+
+@pytest.fixture
+def ray_cluster():
+    cluster = ray_cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    nodes = [cluster.add_node(num_cpus=2) for _ in range(3)]
+    cluster.wait_for_nodes()
+    yield cluster, nodes
+    cluster.shutdown()
+
+
+def test_six_cameras_on_three_workers_survive_a_killed_worker_and_a_lost_node(rtsp_server, model_path: Path, tmp_path: Path, ray_cluster):
+    cluster, nodes = ray_cluster
+    server = rtsp_server(7)
+    port = free_port()
+    cameras = "".join(f'[[camera]]\nid = "cam{i}"\nurl = "{server.url(i)}"\ntransport = "tcp"\n' for i in range(6))
+    site = tmp_path / "site.toml"
+    site.write_text(
+        f'[pipeline]\ndevice = "cpu"\n[model]\nonnx = "{model_path}"\ninput = [640, 384]\n[output]\ndir = "out"\nprefix = "site"\n'
+        f'[http]\nlisten = "127.0.0.1:{port}"\n'
+        f'[cluster]\naddress = "{cluster.address}"\ncpu_workers = 3\nworker_cpus = 2.0\nhealth_timeout_s = 3.0\n' + cameras
+    )
+    log = tmp_path / "coordinator.log"
+    env = {**os.environ, "DALISTREAM_CACHE": str(tmp_path / "cache")}  # the shipped costs, whatever bench measured here
+    with log.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "dalistream", "--config", str(site)],
+                                   stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def streaming_everywhere() -> dict[str, Any] | None:
+            health = get(base, "/health")
+            ready = [w for w in health.get("workers", []) if w["state"] == "ready"]
+            live = all(c["state"] == "streaming" and c["analysed"] > 0 for c in health["cameras"])
+            return health if len(ready) == 3 and live and len(health["cameras"]) == 6 else None
+
+        health = wait_for(streaming_everywhere, 180, "6 cameras streaming on 3 workers", process, log)
+        placed = {w["id"]: w["cameras"] for w in health["workers"]}
+        assert sorted(c for cams in placed.values() for c in cams) == [f"cam{i}" for i in range(6)]
+        assert all(len(cams) == 2 for cams in placed.values()), placed  # equal workers: by capacity, 2 each
+        assert len({w["pid"] for w in health["workers"]}) == 3 and len({w["node"] for w in health["workers"]}) == 3
+
+        def recovered(lost_worker: str, cameras: list[str]) -> dict[str, Any] | None:
+            health = get(base, "/health")
+            moved = {c["id"]: c for c in health["cameras"] if c["id"] in cameras}
+            ok = all(c.get("worker") not in (None, lost_worker) and c["analysed"] > 0 and c["last_frame_age_s"] < 1.0
+                     for c in moved.values())
+            return health if ok else None
+
+        # 1. A worker process dies (SIGKILL): its cameras analyse again on the others.
+        killed = health["workers"][0]
+        os.kill(killed["pid"], signal.SIGKILL)
+        started = time.monotonic()
+        health = wait_for(lambda: recovered(killed["id"], killed["cameras"]), 60, "the killed worker's cameras back", process, log)
+        kill_recovery_s = time.monotonic() - started
+        assert kill_recovery_s < RECOVERY_S, kill_recovery_s
+        assert killed["id"] not in {w["id"] for w in health["workers"]}
+
+        # The killed worker's node has its core free again: a new worker starts there.
+        def three_ready() -> dict[str, Any] | None:
+            health = get(base, "/health")
+            return health if sum(w["state"] == "ready" for w in health["workers"]) == 3 else None
+
+        health = wait_for(three_ready, 120, "a replacement worker", process, log)
+
+        # 2. A node goes (its raylet and processes): the same.
+        gone = next(w for w in health["workers"] if w["cameras"] and w["id"] != killed["id"])
+        node = next(n for n in nodes if n.node_id == gone["node"])
+        cluster.remove_node(node, allow_graceful=False)
+        started = time.monotonic()
+        health = wait_for(lambda: recovered(gone["id"], gone["cameras"]), 60, "the lost node's cameras back", process, log)
+        node_recovery_s = time.monotonic() - started
+        assert node_recovery_s < RECOVERY_S, node_recovery_s
+
+        # 3. A camera added over REST goes to the worker with the most room.
+        workers = {w["id"]: w for w in get(base, "/health")["workers"] if w["state"] == "ready"}
+        roomiest = min(workers.values(), key=lambda w: (w["load_cores"] / w["capacity_cores"], w["id"]))["id"]
+        status, added = post(base, "/api/v1/cameras", {"id": "cam6", "url": server.url(6), "transport": "tcp"})
+        assert status == 201, added
+        assert added["worker"] == roomiest, (added, workers)
+        wait_for(lambda: get(base, "/api/v1/cameras/cam6")["analysed"] > 0, 60, "cam6 analysed", process, log)
+        metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+        assert 'dalistream_camera_frames_analysed_total{camera="cam6",worker="' + roomiest + '"}' in metrics
+        assert "dalistream_cluster_workers " in metrics
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=90) == 0, log.read_text()[-4000:]
+
+    files = sorted((tmp_path / "out").glob("*.jsonl"))
+    assert {f.name.split("-")[1] for f in files} >= {"coordinator", killed["id"], gone["id"]}
+    lines = [json.loads(line) for path in files for line in path.read_text().splitlines()]
+    coordinator_events = [line["event"] for line in lines if line["camera"] is None]
+    assert coordinator_events.count("worker_lost") == 2 and "stopped" in coordinator_events
+    for camera in [f"cam{i}" for i in range(7)]:
+        records = sorted((line for line in lines if line["camera"] == camera), key=timestamp)
+        seqs = [line["seq"] for line in records if line["type"] == "detections"]
+        assert seqs and all(b > a for a, b in zip(seqs, seqs[1:])), (camera, seqs)
+    for lost in (killed, gone):
+        for camera in lost["cameras"]:
+            moved = [line for line in lines if line["camera"] == camera and line.get("event") == "moved"]
+            assert any(m["from"] == lost["id"] and m["to"] != lost["id"] for m in moved), moved
+    # Nothing else paused: cameras on the worker that lived through both failures kept being
+    # analysed. (Here all workers share two cores, and a replacement worker loading its model
+    # takes most of them for a few seconds: gaps of ~2 s were seen then; 3 s is the bound.)
+    steady = [c for w, cams in placed.items() if w not in (killed["id"], gone["id"]) for c in cams]
+    for camera in steady:
+        times = sorted(timestamp(line) for line in lines if line["camera"] == camera and line["type"] == "detections")
+        assert max(b - a for a, b in zip(times, times[1:])) < 3.0, camera
+    print(f"recovery: killed worker {kill_recovery_s:.1f} s, lost node {node_recovery_s:.1f} s")
