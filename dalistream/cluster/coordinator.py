@@ -39,7 +39,7 @@ from dalistream.config import CameraConfig, Config
 from dalistream.device import GPU, DevicePlan
 from dalistream.pipeline import capacity
 from dalistream.pipeline.runtime import CameraExists, CameraReport, LOSS_KEYS
-from dalistream.pipeline.status import UNPLACED, CameraStatus
+from dalistream.pipeline.status import UNPLACED, AnalysedFrame, CameraStatus
 from dalistream.sinks import output_writer
 
 from . import planner
@@ -139,6 +139,14 @@ class Coordinator:
         if camera in self._unplaced:
             status = dataclasses.replace(status, state=UNPLACED, last_error="no live worker has room for it")
         return CameraReport(config, status, 0, {}, {key: 0 for key in LOSS_KEYS}, {}, 0, 0, 0, None, worker)
+
+    async def latest_frame(self, camera: str) -> AnalysedFrame | None:
+        """``camera``'s last analysed frame, fetched from its worker (None while it has none or
+        is unplaced); KeyError when it is not in the cluster."""
+        if camera not in self._cameras:
+            raise KeyError(camera)
+        worker = self._workers.get(self._placement.assignment.get(camera, ""))
+        return None if worker is None else await worker.actor.latest_frame.remote(camera)
 
     def workers(self) -> list[dict[str, Any]]:
         """``/health``'s ``workers`` list."""

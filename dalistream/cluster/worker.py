@@ -19,6 +19,7 @@ from prometheus_client import generate_latest
 from dalistream import logs
 from dalistream.config import CameraConfig, Config
 from dalistream.pipeline.runtime import Runtime
+from dalistream.pipeline.status import AnalysedFrame
 from dalistream.service.metrics import metrics_registry
 
 
@@ -77,6 +78,10 @@ class Worker:
                        "problem": runtime.output_problem, "failed": runtime.output_failed},
             "files": [str(path) for path in runtime.output_paths],
         }
+
+    async def latest_frame(self, camera: str) -> AnalysedFrame | None:
+        """``camera``'s last analysed frame, for the coordinator's snapshots."""
+        return await self._runtime.latest_frame(camera)
 
     async def metrics(self) -> bytes:
         """This worker's ``/metrics`` text."""

@@ -225,6 +225,10 @@ class Runtime:
             latest=state.status.latest,
         )
 
+    async def latest_frame(self, camera: str) -> AnalysedFrame | None:
+        """``camera``'s last analysed frame (for snapshots); KeyError when it is not running."""
+        return self.report(camera).latest
+
     # Cameras at run time.
 
     def add_camera(self, camera: CameraConfig, *, first_seq: int = 0, event: str = "added", **fields: Any) -> None:

@@ -160,7 +160,7 @@ class HttpService:
     async def _snapshot(self, request: web.Request) -> web.Response:
         camera = request.match_info["id"]
         try:
-            latest = self._runtime.report(camera).latest
+            latest = await self._runtime.latest_frame(camera)
         except KeyError:
             return _error(404, f"no camera {camera!r}")
         if latest is None:

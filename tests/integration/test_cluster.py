@@ -145,6 +145,8 @@ def test_six_cameras_on_three_workers_survive_a_killed_worker_and_a_lost_node(rt
         metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
         assert 'dalistream_camera_frames_analysed_total{camera="cam6",worker="' + roomiest + '"}' in metrics
         assert "dalistream_cluster_workers " in metrics
+        with urllib.request.urlopen(base + "/cameras/cam6/latest.jpg", timeout=10) as response:  # from its worker
+            assert response.headers["Content-Type"] == "image/jpeg" and response.read(3) == b"\xff\xd8\xff"
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
