@@ -102,8 +102,12 @@ class Telemetry:
             "dalistream_stage_seconds", "Wall time per item of each pipeline stage.", ["stage"],
             buckets=STAGE_BUCKETS_S, registry=self.registry,
         )
+        self._stage_children: dict[str, Histogram] = {}  # per stage: labels() once, not per packet
 
     def stage_cost(self, stage: str, items: int, wall_s: float) -> None:
         """A :class:`Stages` observer: one per-item observation per measurement."""
         if items:
-            self.stage.labels(stage).observe(wall_s / items)
+            child = self._stage_children.get(stage)
+            if child is None:
+                child = self._stage_children.setdefault(stage, self.stage.labels(stage))
+            child.observe(wall_s / items)

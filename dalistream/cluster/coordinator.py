@@ -74,6 +74,8 @@ class Coordinator:
         self.plan = plan
         self._cluster = config.cluster
         self._cameras: dict[str, CameraConfig] = {camera.id: camera for camera in config.camera}
+        self._tables = capacity.load_tables()
+        self._demands_of = {camera.id: self._price(camera) for camera in config.camera}  # priced once, not per tick
         self._placement = planner.Placement()
         self._workers: dict[str, _Worker] = {}
         self._starting: set[asyncio.Task[None]] = set()
@@ -159,7 +161,7 @@ class Coordinator:
 
     def admission(self, running: list[CameraConfig], candidate: CameraConfig) -> str | None:
         """Why no live worker can hold ``candidate`` (None when one can)."""
-        return planner.add(self._placement, self._slots(), self._demand(candidate))[1]
+        return planner.add(self._placement, self._slots(), self._price(candidate))[1]
 
     def add_camera(self, camera: CameraConfig, **_: Any) -> None:
         """Place ``camera`` on the live worker with the most room and start it there (or keep
@@ -167,7 +169,8 @@ class Coordinator:
         if camera.id in self._cameras:
             raise CameraExists(f"camera {camera.id!r} is already in the cluster")
         self._cameras[camera.id] = camera
-        placement, reason = planner.add(self._placement, self._slots(), self._demand(camera))
+        demand = self._demands_of[camera.id] = self._price(camera)
+        placement, reason = planner.add(self._placement, self._slots(), demand)
         if reason is not None:
             self._unplace(camera.id, reason)
             return
@@ -178,7 +181,7 @@ class Coordinator:
         """Stop ``camera`` wherever it runs; returns its last report."""
         final = self.report(camera)
         worker = self._placement.assignment.get(camera)
-        del self._cameras[camera]
+        del self._cameras[camera], self._demands_of[camera]
         self._placement = planner.remove(self._placement, camera)
         self._unplaced.discard(camera)
         self._seq.pop(camera, None)
@@ -356,12 +359,12 @@ class Coordinator:
         return [planner.WorkerSlot(w.id, w.capacity) for w in self._workers.values()]
 
     def _demands(self) -> list[planner.CameraDemand]:
-        return [self._demand(camera) for camera in self._cameras.values()]
+        return list(self._demands_of.values())
 
-    def _demand(self, camera: CameraConfig) -> planner.CameraDemand:
+    def _price(self, camera: CameraConfig) -> planner.CameraDemand:
         """A camera's cost in cores by the capacity plan (1 per camera where there is no cost
         model, e.g. on the GPU: then workers are balanced by camera count)."""
-        plan = capacity.plan_for(dataclasses.replace(self.config, camera=(camera,)), self.plan)
+        plan = capacity.plan_for(dataclasses.replace(self.config, camera=(camera,)), self.plan, tables=self._tables)
         return planner.CameraDemand(camera.id, plan.cores(plan.cameras[0]) if plan.costs is not None else 1.0)
 
 

@@ -59,7 +59,7 @@ def health(runtime: Runtime, workers: list[dict[str, Any]] | None = None) -> dic
         overall = OK
     return {
         "status": overall,
-        "ready": ready(runtime),
+        "ready": _ready(runtime, states),
         "device": runtime.plan.device,
         "output": {"records_written": runtime.records_written, "records_lost": runtime.records_lost, "problem": problem},
         **({} if workers is None else {"workers": workers}),
@@ -69,4 +69,8 @@ def health(runtime: Runtime, workers: list[dict[str, Any]] | None = None) -> dic
 
 def ready(runtime: Runtime) -> bool:
     """The model is loaded and at least one camera streams (``/ready``)."""
-    return runtime.ready and any(runtime.report(camera.id).status.state == STREAMING for camera in runtime.cameras())
+    return _ready(runtime, [runtime.report(camera.id).status.state for camera in runtime.cameras()])
+
+
+def _ready(runtime: Runtime, states: list[str]) -> bool:
+    return runtime.ready and STREAMING in states
