@@ -165,11 +165,14 @@ def test_six_cameras_on_three_workers_survive_a_killed_worker_and_a_lost_node(rt
         for camera in lost["cameras"]:
             moved = [line for line in lines if line["camera"] == camera and line.get("event") == "moved"]
             assert any(m["from"] == lost["id"] and m["to"] != lost["id"] for m in moved), moved
-    # Nothing else paused: cameras on the worker that lived through both failures kept being
-    # analysed. (Here all workers share two cores, and a replacement worker loading its model
-    # takes most of them for a few seconds: gaps of ~2 s were seen then; 3 s is the bound.)
+    # Nothing else paused: cameras on the worker that lived through both failures were never
+    # restarted or moved, and kept being analysed. (Here three workers, the server and Ray share
+    # two cores, and a replacement worker loading its model takes most of them: gaps of up to
+    # 3.8 s between two analysed frames were seen then, at load average ~6; 5 s is the bound.)
     steady = [c for w, cams in placed.items() if w not in (killed["id"], gone["id"]) for c in cams]
     for camera in steady:
+        events = [line["event"] for line in lines if line["camera"] == camera and line["type"] == "event"]
+        assert events.count("connected") == 1 and "moved" not in events and "disconnected" not in events, (camera, events)
         times = sorted(timestamp(line) for line in lines if line["camera"] == camera and line["type"] == "detections")
-        assert max(b - a for a, b in zip(times, times[1:])) < 3.0, camera
+        assert max(b - a for a, b in zip(times, times[1:])) < 5.0, camera
     print(f"recovery: killed worker {kill_recovery_s:.1f} s, lost node {node_recovery_s:.1f} s")
