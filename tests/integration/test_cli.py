@@ -27,7 +27,7 @@ def run_cli(*args: str, **kwargs) -> subprocess.Popen:
 def write_site(tmp_path: Path, model: Path, urls: list[str]) -> Path:
     cameras = "".join(f'[[camera]]\nid = "cam{i}"\nurl = "{url}"\n' for i, url in enumerate(urls))
     site = tmp_path / "site.toml"
-    site.write_text(f'[pipeline]\ndevice = "cpu"\n[model]\nonnx = "{model}"\n[output]\ndir = "out"\n{cameras}')
+    site.write_text(f'[pipeline]\ndevice = "cpu"\n[model]\nonnx = "{model}"\nintra_op_threads = 1\n[output]\ndir = "out"\n{cameras}')
     return site
 
 

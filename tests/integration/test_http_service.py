@@ -45,7 +45,7 @@ def camera_table(camera_id: str, url: str) -> str:
 
 def write_site(path: Path, model: Path, port: int, cameras: list[tuple[str, str]]) -> Path:
     path.write_text(
-        f'[pipeline]\ndevice = "cpu"\n[model]\nonnx = "{model}"\ninput = [640, 384]\n[output]\ndir = "out"\n'
+        f'[pipeline]\ndevice = "cpu"\n[model]\nonnx = "{model}"\ninput = [640, 384]\nintra_op_threads = 1\n[output]\ndir = "out"\n'
         f'[http]\nlisten = "127.0.0.1:{port}"\ntoken_env = "DALISTREAM_TEST_TOKEN"\n'
         + "".join(camera_table(*camera) for camera in cameras)
     )
