@@ -33,15 +33,17 @@ def demo_config(
     out: Path,
     transports: list[str] | None = None,
     camera: Mapping[str, Any] | None = None,
+    model: Mapping[str, Any] | None = None,
     **pipeline: Any,
 ) -> config_module.Config:
     """Cameras ``cam0…`` on ``urls`` (RTSP ones over the matching transport, default TCP), each
-    with the ``camera`` keys added (e.g. ``pace`` and ``loop`` for clips)."""
+    with the ``camera`` keys added (e.g. ``pace`` and ``loop`` for clips); ``model`` keys are
+    added to ``[model]``."""
     transports = transports or ["tcp"] * len(urls)
     return config_module.from_mapping(
         {
             "pipeline": {"device": "cpu", **pipeline},
-            "model": {"onnx": str(MODEL)},
+            "model": {"onnx": str(MODEL), **(model or {})},
             "output": {"dir": str(out), "prefix": "demo"},
             "camera": [
                 {"id": f"cam{i}", "url": url, **({} if url.startswith("file:") else {"transport": transport}), **(camera or {})}
