@@ -33,7 +33,8 @@ def _doc(text: str, **kwargs: Any) -> Any:
 class PipelineConfig:
     device: str = _doc('"auto" (the GPU when the machine and this build can use one, else the CPU), "cpu" or "gpu".', default="auto")
     detect_fps: float = _doc("Frames analysed per second per camera, chosen by timestamp.", default=5.0)
-    max_batch: int = _doc("Most frames (across cameras) in one inference batch.", default=8)
+    max_batch: int = _doc("Most frames (across cameras) in one inference batch (0 = by device: 1 on the CPU, where batching buys ONNX Runtime no speed and costs latency; 8 on the GPU).", default=0)
+    infer_workers: int = _doc("Inference batches run at once, each by its own detector (0 = by device: one per CPU core on the CPU, 1 on the GPU).", default=0)
     max_wait_ms: float = _doc("Longest a frame waits for its batch to fill.", default=20.0)
     queue_frames: int = _doc("Sampled frames held per camera before the oldest is dropped.", default=2)
     decode_threads: int = _doc("Worker threads decoding all cameras (0 = one per CPU core).", default=0)
@@ -42,7 +43,8 @@ class PipelineConfig:
     def validate(self, key: str) -> None:
         _choice(f"{key}.device", self.device, ("auto", "cpu", "gpu"))
         _positive(f"{key}.detect_fps", self.detect_fps)
-        _positive(f"{key}.max_batch", self.max_batch)
+        _at_least(f"{key}.max_batch", self.max_batch, 0)
+        _at_least(f"{key}.infer_workers", self.infer_workers, 0)
         _at_least(f"{key}.max_wait_ms", self.max_wait_ms, 0)
         _positive(f"{key}.queue_frames", self.queue_frames)
         _at_least(f"{key}.decode_threads", self.decode_threads, 0)
@@ -76,7 +78,7 @@ class ModelConfig:
     precision: str = _doc('"fp32", "fp16" or "int8".', default="fp32")
     score_threshold: float = _doc("Faces scoring below this are discarded.", default=0.5)
     nms_iou: float = _doc("IoU above which the lower-scoring overlapping face is suppressed.", default=0.4)
-    intra_op_threads: int = _doc("ONNX Runtime threads inside one operator (0 = runtime default).", default=0)
+    intra_op_threads: int = _doc("ONNX Runtime threads inside one operator (0 = the CPU cores shared out among pipeline.infer_workers).", default=0)
     inter_op_threads: int = _doc("ONNX Runtime threads across operators.", default=1)
     calibration: str = _doc('INT8 calibration method (CPU): "entropy", "minmax" or "percentile".', default="entropy")
     calib_dir: Path = _doc("Folder of calibration frames for INT8 (filled by `python -m dalistream calibrate`).", default=Path("calib_data"))

@@ -36,7 +36,8 @@ class Worker:
     def __init__(self, worker: str, config: Config) -> None:
         logs.configure(json=config.logging.json, level=config.logging.level)
         self.id = worker
-        self._runtime = Runtime(worker_config(config, worker))
+        # Sized to the cores it reserved in Ray, not to the node's (Ray sets no affinity).
+        self._runtime = Runtime(worker_config(config, worker), cores=max(1, round(config.cluster.worker_cpus)))
         self._registry = metrics_registry(self._runtime)
         self._stop = asyncio.Event()
         self._running: asyncio.Task[None] | None = None

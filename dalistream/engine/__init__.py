@@ -95,8 +95,11 @@ def build(config: Config) -> dict[str, str]:
     from dalistream.engine.quantize import calibration_images
     from dalistream.engine.tensorrt import CalibrationBatches, build_engine, precision_plan, profile_shapes
 
-    if model.profile[2] < config.pipeline.max_batch:
-        raise ConfigError(f"model.profile: max batch {model.profile[2]} is below pipeline.max_batch {config.pipeline.max_batch}")
+    from dalistream.pipeline.shape import inference_shape
+
+    max_batch = inference_shape(config.pipeline, model, "gpu", 1).max_batch
+    if model.profile[2] < max_batch:
+        raise ConfigError(f"model.profile: max batch {model.profile[2]} is below pipeline.max_batch {max_batch}")
     calibration = None
     if model.precision == "int8":
         settings = quantize_settings(model)

@@ -6,7 +6,7 @@ Pure logic: the caller supplies the clock, so tests drive it with plain numbers.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Set as AbstractSet
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -51,23 +51,33 @@ class Batcher(Generic[T]):
         queue = self._queues.get(camera)
         return len(queue) if queue is not None else 0
 
-    def deadline(self) -> float | None:
-        """When the oldest waiting item makes a batch due, or None when empty."""
-        oldest = self._oldest_arrival()
+    def deadline(self, skip: AbstractSet[Hashable] = frozenset()) -> float | None:
+        """When the oldest waiting item (of a camera not in ``skip``) makes a batch due, or
+        None when none waits."""
+        oldest = self._oldest_arrival(skip)
         return None if oldest is None else oldest + self.max_wait_s
 
-    def ready(self, now: float) -> bool:
-        if self._count >= self.max_batch:
+    def waiting(self, skip: AbstractSet[Hashable] = frozenset()) -> int:
+        """Items waiting, those of the cameras in ``skip`` not counted."""
+        if not skip:
+            return self._count
+        return sum(len(queue) for camera, queue in self._queues.items() if camera not in skip)
+
+    def ready(self, now: float, skip: AbstractSet[Hashable] = frozenset()) -> bool:
+        """A batch is due, leaving out the cameras in ``skip``."""
+        if self.waiting(skip) >= self.max_batch:
             return True
-        deadline = self.deadline()
+        deadline = self.deadline(skip)
         return deadline is not None and now >= deadline
 
-    def take(self) -> list[T]:
-        """Remove and return up to ``max_batch`` items (round-robin across cameras)."""
+    def take(self, skip: AbstractSet[Hashable] = frozenset()) -> list[T]:
+        """Remove and return up to ``max_batch`` items (round-robin across cameras), none of a
+        camera in ``skip`` (e.g. one whose previous frame is still being analysed: its frames
+        then leave in order even when batches run concurrently)."""
         order = sorted(
             (queue[0][0], index, queue)
-            for index, queue in enumerate(self._queues.values())
-            if queue
+            for index, (camera, queue) in enumerate(self._queues.items())
+            if queue and camera not in skip
         )
         batch: list[T] = []
         while order and len(batch) < self.max_batch:
@@ -82,6 +92,6 @@ class Batcher(Generic[T]):
         self._count -= len(batch)
         return batch
 
-    def _oldest_arrival(self) -> float | None:
-        arrivals = [queue[0][0] for queue in self._queues.values() if queue]
+    def _oldest_arrival(self, skip: AbstractSet[Hashable]) -> float | None:
+        arrivals = [queue[0][0] for camera, queue in self._queues.items() if queue and camera not in skip]
         return min(arrivals) if arrivals else None

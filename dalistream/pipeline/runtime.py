@@ -3,16 +3,18 @@
 The runtime only wires the stages. Each camera has an ingest task (RTSP or a clip) that feeds
 its :class:`UnitQueue`; a decode task hands chunks of that queue to the camera's
 :class:`~dalistream.decode.FrameSource` on a decode thread (one chunk at a time, so each decoder
-sees its stream in order) and pushes the sampled frames into the :class:`Batcher`; a batch task
-runs the :class:`~dalistream.models.detector.Detector` on one inference thread. The stage
-implementations come from the device plan resolved at start-up.
+sees its stream in order) and pushes the sampled frames into the :class:`Batcher`; one batch task
+per inference worker (:mod:`~dalistream.pipeline.shape`) runs its own
+:class:`~dalistream.models.detector.Detector` on an inference thread, never taking a frame of a
+camera whose previous frame another worker still holds (so each camera's records stay in order).
+The stage implementations come from the device plan resolved at start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -34,6 +36,7 @@ from dalistream.models.kinds import input_convention
 from dalistream.pipeline.batching import Batcher
 from dalistream.pipeline.preflight import preflight
 from dalistream.pipeline.sampling import Sampler
+from dalistream.pipeline.shape import InferenceShape, inference_shape, usable_cores
 from dalistream.pipeline.status import AnalysedFrame, CameraStatus, StatusView
 from dalistream.pipeline.units import Put, UnitQueue
 from dalistream.sinks import output_writer
@@ -127,12 +130,15 @@ class Runtime:
     clip that ended), then flushes. Cameras can be added and removed while it runs; the others
     never wait for that.
 
-    ``plan`` defaults to :func:`preflight`'s, which also refuses what cannot run here.
+    ``plan`` defaults to :func:`preflight`'s, which also refuses what cannot run here; ``cores``
+    (what decode threads and CPU inference are sized to) to the cores this process may use.
     """
 
-    def __init__(self, config: Config, plan: DevicePlan | None = None) -> None:
+    def __init__(self, config: Config, plan: DevicePlan | None = None, cores: int | None = None) -> None:
         self.plan = plan if plan is not None else preflight(config)
         self.config = config
+        self.cores = cores or usable_cores()
+        self.shape: InferenceShape = inference_shape(config.pipeline, config.model, self.plan.device, self.cores)
         self.telemetry = Telemetry()
         self.stages = Stages(self.telemetry.stage_cost)
         self.latencies = Latencies()
@@ -141,14 +147,14 @@ class Runtime:
         for cam in config.camera:
             self._cameras[cam.id] = self._camera(cam)
         self._batcher: Batcher[SampledFrame] = Batcher(
-            config.pipeline.max_batch, config.pipeline.max_wait_ms / 1e3, config.pipeline.queue_frames
+            self.shape.max_batch, config.pipeline.max_wait_ms / 1e3, config.pipeline.queue_frames
         )
         self._writer = output_writer(config.output)
         self._wake = asyncio.Event()  # frames were queued for batching
         self._taken = asyncio.Event()  # a batch was taken: lossless cameras may push again
         self._written = asyncio.Event()  # a batch's records were written
         self._draining = False  # stopping: the batch loop analyses what waits, then returns
-        self._batching: asyncio.Task[None] | None = None  # the batch loop, while running
+        self._batch_loops: list[asyncio.Task[None]] = []  # one per inference worker, while running
         self._decode_pool: ThreadPoolExecutor | None = None  # set while running
         self._failure: asyncio.Future[None] | None = None  # a camera task's bug, raised by run()
         self._ended: asyncio.Event | None = None  # every camera's source ended by itself
@@ -258,7 +264,7 @@ class Runtime:
         state.units.close()
         if state.decode_task is not None:
             await asyncio.gather(state.decode_task, return_exceptions=True)
-        while (self._batcher.queued(camera) or state.in_flight) and self._batching is not None and not self._batching.done():
+        while (self._batcher.queued(camera) or state.in_flight) and self._batching_alive():
             self._written.clear()
             self._wake.set()
             await self._written.wait()
@@ -354,26 +360,29 @@ class Runtime:
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        threads = self.config.pipeline.decode_threads or os.cpu_count() or 1
-        log.info("device plan", device=self.plan.device, reason=self.plan.reason)
+        threads = self.config.pipeline.decode_threads or self.cores
+        log.info("device plan", device=self.plan.device, reason=self.plan.reason, **self.shape.as_dict())
         self._failure = loop.create_future()
         self._ended = asyncio.Event()
         with (
             ThreadPoolExecutor(threads, thread_name_prefix="decode") as decode_pool,
-            ThreadPoolExecutor(1, thread_name_prefix="infer") as infer_pool,
+            ThreadPoolExecutor(self.shape.workers, thread_name_prefix="infer") as infer_pool,
         ):
-            detector = await loop.run_in_executor(infer_pool, self._detector)
+            detectors = await asyncio.gather(*(loop.run_in_executor(infer_pool, self._detector) for _ in range(self.shape.workers)))
             self._writer.start()
             self._decode_pool = decode_pool
             for state in self._cameras.values():
                 self._launch(state)
             self.ready = True
-            batching = self._batching = asyncio.create_task(self._batch_loop(detector, infer_pool), name="batch")
-            batching.add_done_callback(lambda _: self._taken.set())  # nobody waits on a dead batch loop
+            batching = self._batch_loops = [
+                asyncio.create_task(self._batch_loop(detector, infer_pool), name=f"batch-{i}") for i, detector in enumerate(detectors)
+            ]
+            for task in batching:
+                task.add_done_callback(lambda _: self._taken.set())  # nobody waits on a dead batch loop
             reporting = asyncio.create_task(self._report_loop(), name="report")
             stopped_cleanly = False
             try:
-                await self._until_stopped(stop, [batching, reporting])
+                await self._until_stopped(stop, [*batching, reporting])
                 stopped_cleanly = True
             finally:
                 self.ready = False
@@ -387,16 +396,17 @@ class Runtime:
                 await asyncio.gather(*(s.decode_task for s in cameras if s.decode_task is not None), return_exceptions=True)
                 self._decode_pool = None
                 # A batch in flight must not be cancelled (its records would vanish): the batch
-                # loop finishes it and what waits, then returns.
+                # loops finish theirs and what waits, then return.
                 self._draining = True
                 self._wake.set()
                 reporting.cancel()
-                drained, _ = await asyncio.gather(batching, reporting, return_exceptions=True)
+                *ends, _ = await asyncio.gather(*batching, reporting, return_exceptions=True)
+                drained = next((end for end in ends if isinstance(end, Exception)), None)
                 self._report()
-                if stopped_cleanly and not isinstance(drained, Exception):
+                if stopped_cleanly and drained is None:
                     self._write([records.event(camera=None, event="stopped", wallclock=time.time(), analysed=self.analysed())])
                 await loop.run_in_executor(None, self._writer.close, OUTPUT_CLOSE_S)
-            if isinstance(drained, Exception):
+            if drained is not None:
                 raise drained  # the last batches failed: say so rather than end as if complete
 
     async def _until_stopped(self, stop: asyncio.Event, services: Sequence[asyncio.Task[None]]) -> None:
@@ -413,7 +423,8 @@ class Runtime:
                 task.cancel()
 
     def _detector(self) -> Detector:
-        detector = Detector(self.config.model, self.plan, self.config.pipeline.max_batch, stages=self.stages)
+        model = dataclasses.replace(self.config.model, intra_op_threads=self.shape.intra_op_threads)
+        detector = Detector(model, self.plan, self.shape.max_batch, stages=self.stages)
         detector.warm_up()
         return detector
 
@@ -443,27 +454,36 @@ class Runtime:
 
     async def _batch_room(self, camera: str) -> None:
         """Until ``camera`` may queue a frame without dropping one, or the batch loop is gone."""
-        while self._batcher.queued(camera) >= self._batcher.queue_size and not self._batching.done():
+        while self._batcher.queued(camera) >= self._batcher.queue_size and self._batching_alive():
             self._wake.set()
             self._taken.clear()
             await self._taken.wait()
 
+    def _batching_alive(self) -> bool:
+        return any(not task.done() for task in self._batch_loops)
+
+    def _busy(self) -> set[str]:
+        """Cameras with a frame being analysed: no other worker takes their next frames yet."""
+        return {camera for camera, state in self._cameras.items() if state.in_flight}
+
     async def _batch_loop(self, detector: Detector, pool: ThreadPoolExecutor) -> None:
-        """Analyse batches as they become due; once draining, whatever waits, then return."""
+        """Analyse batches as they become due; once draining, whatever waits that this loop
+        may take, then return (a camera another loop holds is that loop's to finish)."""
         while True:
             now = time.monotonic()
-            if self._batcher.ready(now) or (self._draining and len(self._batcher)):
-                await self._analyse(detector, pool)
+            busy = self._busy()
+            if self._batcher.ready(now, busy) or (self._draining and self._batcher.waiting(busy)):
+                await self._analyse(detector, pool, busy)
                 continue
             if self._draining:
                 return
-            deadline = self._batcher.deadline()
+            deadline = self._batcher.deadline(busy)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), None if deadline is None else max(0.0, deadline - now))
 
-    async def _analyse(self, detector: Detector, pool: ThreadPoolExecutor) -> None:
-        frames = self._batcher.take()
+    async def _analyse(self, detector: Detector, pool: ThreadPoolExecutor, busy: set[str]) -> None:
+        frames = self._batcher.take(busy)
         self._taken.set()
         cameras = [self._cameras[frame.camera] for frame in frames]
         for state in cameras:
@@ -479,6 +499,7 @@ class Runtime:
             for state in cameras:
                 state.in_flight -= 1
             self._written.set()
+            self._wake.set()  # its cameras' next frames may be taken now
 
     def _detect(self, detector: Detector, frames: list[SampledFrame]) -> list[dict[str, Any]]:
         """One batch through the detector, as records (on the inference thread)."""

