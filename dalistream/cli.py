@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--transport", choices=["tcp", "udp"], default="tcp", help="RTP transport of --source rtsp")
         sub.add_argument("--pace", choices=["realtime", "fast"], default="realtime", help="pace of --source file")
         sub.add_argument("--json", action="store_true", help="print the report as JSON")
+    bench.add_argument("--sweep", type=_counts, metavar="N,N,...",
+                       help="run each camera count in turn (e.g. 4,6,8,10,12): one row per count and the largest held")
+    bench.add_argument("--warmup", type=float, metavar="S", help="seconds run before the measured window (default: 5 with --sweep, else 0)")
+    bench.add_argument("--precision", choices=["fp32", "int8"], help="model.precision (int8 needs frames in --calib-dir)")
+    bench.add_argument("--calib-dir", type=Path, help="model.calib_dir for --precision int8 (default: calib_data)")
+    bench.add_argument("--input", type=_size, metavar="WxH", help="model.input (default 960x544)")
     check = commands.add_parser("check", help="validate a config file, resolve the device plan, print both")
     check.add_argument("config", type=Path)
     evaluate = commands.add_parser("eval", help="WIDER FACE AP of the detection path on an annotated image folder")
@@ -159,9 +165,21 @@ def _local(args: argparse.Namespace) -> int:
         log.error("--cameras must be at least 1")
         return 2
     bench = args.command == "bench"
+    model = {}
+    if bench:
+        model = {key: value for key, value in (("precision", args.precision), ("calib_dir", args.calib_dir and str(args.calib_dir)),
+                                                ("input", args.input and list(args.input))) if value is not None}
+        if args.sweep:
+            from dalistream.tools.bench import sweep, table
+
+            report = sweep(args.sweep, args.duration, 5.0 if args.warmup is None else args.warmup, args.out,
+                           source=args.source, transport=args.transport, pace=args.pace, model=model)
+            print(json.dumps(report) if args.json else table(report))
+            return 0
     with Progress("bench", "s") if bench else contextlib.nullcontext() as progress:
         report = run_local(args.cameras, args.duration, args.out, args.transport, source=args.source, pace=args.pace,
-                           progress=progress, store_costs=bench)
+                           warmup_s=(args.warmup or 0.0) if bench else 0.0, model=model, progress=progress,
+                           store_costs=bench)
     if args.command == "demo" and not args.json:
         report = {key: report[key] for key in ("cameras", "recall", "run") if key in report}
     print(json.dumps(report, indent=None if args.json else 2))
@@ -186,6 +204,13 @@ def _check(args: argparse.Namespace) -> int:
     log.info("device plan", device=plan.device, reason=plan.reason)
     (log.info if capacity.verdict == "fits" else log.warning)("capacity plan", verdict=capacity.verdict, summary=capacity.summary())
     return 0
+
+
+def _counts(text: str) -> list[int]:
+    counts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() and int(part) > 0 for part in counts):
+        raise argparse.ArgumentTypeError(f"expected camera counts like 4,6,8; got {text!r}")
+    return [int(part) for part in counts]
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dalistream import config as config_module
 from dalistream.tools.assets import MODEL, SAMPLE_CLIP, SAMPLE_TRUTH, missing
 from dalistream.tools.groundtruth import ClipTruth, recall
@@ -76,31 +78,38 @@ def run_local(
     *,
     source: str = "rtsp",
     pace: str = "realtime",
+    warmup_s: float = 0.0,
+    model: Mapping[str, Any] | None = None,
+    pipeline: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     store_costs: bool = False,
 ) -> dict[str, Any]:
-    """Analyse the sample clip as ``cameras`` cameras for ``duration_s``; return a report.
+    """Analyse the sample clip as ``cameras`` cameras for ``warmup_s`` + ``duration_s``; return a
+    report, its ``window`` measured over the last ``duration_s`` alone.
 
     ``source="rtsp"``: the local RTSP server serves it on one mount per camera (over
     ``transport``); ``"file"``: each camera reads the clip itself, looping, at ``pace``.
-    ``store_costs``: merge the measured per-stage costs into the capacity plan's cost table
-    (the report's ``cost_table`` says where).
+    ``model``, ``pipeline``: keys added to those tables (e.g. ``precision``, ``max_batch``). ``store_costs``: merge the measured
+    per-stage costs into the capacity plan's cost table (the report's ``cost_table`` says where).
     """
     if to_make := missing():
         raise config_module.ConfigError(to_make)
     server_cpu = _children_cpu_s()
     with LocalRtspServer(SAMPLE_CLIP, cameras) if source == "rtsp" else contextlib.nullcontext() as server:
         if server is None:
-            config = demo_config([SAMPLE_CLIP.as_uri()] * cameras, out, camera={"pace": pace, "loop": True})
+            config = demo_config([SAMPLE_CLIP.as_uri()] * cameras, out, camera={"pace": pace, "loop": True}, model=model,
+                                 **(pipeline or {}))
         else:
-            config = demo_config([server.url(i) for i in range(cameras)], out, [transport] * cameras)
+            config = demo_config([server.url(i) for i in range(cameras)], out, [transport] * cameras, model=model, **(pipeline or {}))
         runtime = Runtime(config)
+        usage = RunUsage(server)
         wall, cpu = time.perf_counter(), time.process_time()
-        loop_cpu = asyncio.run(run_for(runtime, duration_s, progress))
+        loop_cpu = asyncio.run(run_measured(runtime, warmup_s, duration_s, usage, progress))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     server_cpu = _children_cpu_s() - server_cpu
     lines = [json.loads(line) for path in runtime.output_paths for line in path.read_text().splitlines()]
     report = summarize(lines, ClipTruth.load(SAMPLE_TRUTH) if SAMPLE_TRUTH.is_file() else None)
+    report["window"] = window_stats(lines, usage, config.pipeline.detect_fps)
     report["run"] = {
         "cameras": cameras,
         "source": source if source == "rtsp" else f"file ({pace})",
@@ -123,6 +132,72 @@ def run_local(
         )
         report["cost_table"] = str(capacity.save_measured(costs)) if costs else "not stored: no frame was analysed"
     return report
+
+
+class RunUsage:
+    """Wall time, our CPU and the RTSP server's CPU at the measured window's start and end."""
+
+    def __init__(self, server: LocalRtspServer | None) -> None:
+        self._server = server
+        self.start: tuple[float, float, float] | None = None
+        self.end: tuple[float, float, float] | None = None
+
+    def now(self) -> tuple[float, float, float]:
+        return time.time(), time.process_time(), self._server.cpu_s() if self._server is not None else 0.0
+
+
+async def run_measured(runtime: Runtime, warmup_s: float, duration_s: float, usage: RunUsage, progress: Progress | None) -> float:
+    """:func:`run_for` ``warmup_s`` + ``duration_s``, ``usage`` taken at the window's two ends."""
+    loop = asyncio.get_running_loop()
+    usage.start = usage.now()
+    loop.call_later(warmup_s, lambda: setattr(usage, "start", usage.now()))
+    loop.call_later(warmup_s + duration_s, lambda: setattr(usage, "end", usage.now()))
+    return await run_for(runtime, warmup_s + duration_s, progress)
+
+
+def window_stats(lines: Iterable[Mapping[str, Any]], usage: RunUsage, detect_fps: float) -> dict[str, Any]:
+    """The measured window: per camera the frames that arrived in it per second (min, mean over
+    cameras), frames dropped or lost in it, their latency percentiles, CPU of ours and the server."""
+    (start, cpu0, server0), (end, cpu1, server1) = usage.start, usage.end or usage.now()
+    seconds = max(end - start, 1e-9)
+    analysed: Counter = Counter()
+    dropped = lost = 0
+    latencies = []
+    cameras = set()
+    for line in lines:
+        if line["camera"] is None:
+            continue
+        cameras.add(line["camera"])
+        if not start <= epoch(line["wallclock"]) < end:
+            continue
+        if line["type"] == "detections":
+            analysed[line["camera"]] += 1
+            latencies.append(line["latency_ms"])
+        elif line["event"] == "dropped":
+            dropped += line["frames"]
+        elif line["event"] == "gap":
+            lost += line.get("frames_lost", 0)
+    fps = [analysed[camera] / seconds for camera in cameras] or [0.0]
+    percentiles = np.percentile(latencies, (50, 90, 99)) if latencies else (float("nan"),) * 3
+    return {
+        "seconds": round(seconds, 2),
+        "cameras": len(cameras),
+        "detect_fps": detect_fps,
+        "analysed_fps_min": round(min(fps), 2),
+        "analysed_fps_mean": round(float(np.mean(fps)), 2),
+        "dropped": dropped,
+        "frames_lost": lost,
+        "latency_p50_ms": round(float(percentiles[0]), 1),
+        "latency_p90_ms": round(float(percentiles[1]), 1),
+        "latency_p99_ms": round(float(percentiles[2]), 1),
+        "cpu_percent": round(100 * (cpu1 - cpu0) / seconds, 1),
+        "rtsp_server_cpu_percent": round(100 * (server1 - server0) / seconds, 1),
+    }
+
+
+def epoch(iso: str) -> float:
+    """A record's ISO-8601 ``wallclock`` back to seconds since the epoch."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _tick(loop: asyncio.AbstractEventLoop, runtime: Runtime, duration_s: float, progress: Progress, started: float) -> None:

@@ -109,6 +109,16 @@ class LocalRtspServer:
                 process.wait()
         process.stdout.close()
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used so far (0 once stopped)."""
+        if self._process is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): connections stay open but nothing is sent or answered."""
         if self._process is not None:

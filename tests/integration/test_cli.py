@@ -174,3 +174,18 @@ def test_check_loads_the_model(tmp_path: Path):
     process = run_cli("check", str(site))
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 2 and "model.onnx:" in stderr and "is not an ONNX model" in stderr, stderr
+
+
+def test_bench_sweep_runs_each_count_and_names_the_largest_held(model_path, tmp_path: Path):
+    process = run_cli("bench", "--sweep", "1,2", "--duration", "4", "--warmup", "2", "--input", "640x384",
+                      "--out", str(tmp_path), "--json")
+    stdout, stderr = process.communicate(timeout=180)
+    assert process.returncode == 0, stderr
+    report = json.loads(stdout)
+    assert [row["cameras"] for row in report["rows"]] == [1, 2] and report["model"] == {"input": [640, 384]}
+    for row in report["rows"]:
+        assert row["seconds"] == pytest.approx(4.0, abs=0.3), row
+        assert row["analysed_fps_min"] > 3 and row["latency_p99_ms"] > row["latency_p50_ms"] > 0, row
+        assert row["cpu_percent"] > 0 and row["rtsp_server_cpu_percent"] > 0, row
+    assert report["held"] == max((row["cameras"] for row in report["rows"] if row["held"]), default=0)
+    assert re.search(r"^bench --sweep: 12/12 s \(100 %\), 2 cameras, \d+ frames analysed, done$", stderr, re.MULTILINE), stderr
