@@ -4,7 +4,9 @@ In the running pipeline the stages overlap on threads, and DALI and ONNX Runtime
 own thread pools, so a per-thread clock cannot see their whole cost. Here every stage runs alone
 and is timed with the process-wide CPU clock (all threads) and the wall clock:
 
-    .venv/bin/python scripts/stage_costs.py [--frames 200] [--batch 4] [--json]
+    .venv/bin/python scripts/stage_costs.py [--frames 200] [--batch 1] [--threads 1] [--json]
+
+The defaults are the service's CPU shape (single frames, one intra-op thread per detector).
 
 Receiving and depacketizing run on the event loop thread only and are measured in place by
 ``python -m dalistream bench``.
@@ -42,9 +44,9 @@ def timed(items: int, work: Callable[[], object]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=200, help="frames of the clip to decode")
-    parser.add_argument("--batch", type=int, default=4, help="inference batch size")
+    parser.add_argument("--batch", type=int, default=1, help="inference batch size")
     parser.add_argument("--input", type=int, nargs=2, default=(960, 544), metavar=("W", "H"))
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (0 = all cores)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     width, height = args.input
