@@ -38,6 +38,9 @@ class PipelineConfig:
     max_wait_ms: float = _doc("Longest a frame waits for its batch to fill.", default=20.0)
     queue_frames: int = _doc("Sampled frames held per camera before the oldest is dropped.", default=2)
     decode_threads: int = _doc("Worker threads decoding all cameras (0 = one per CPU core).", default=0)
+    adaptive: bool = _doc("Analyse a camera whose frames showed no face for `adaptive_idle_s` at `adaptive_idle_fps`, until a face appears (then at `detect_fps` again at once).", default=False)
+    adaptive_idle_s: float = _doc("With `adaptive`: seconds without a face before a camera's rate drops.", default=10.0)
+    adaptive_idle_fps: float = _doc("With `adaptive`: frames analysed per second of a camera with no face.", default=1.0)
     admission: str = _doc('A camera added while running that the capacity plan says does not fit: "refuse" it (with the reason) or "warn" and add it.', default="refuse")
 
     def validate(self, key: str) -> None:
@@ -48,6 +51,10 @@ class PipelineConfig:
         _at_least(f"{key}.max_wait_ms", self.max_wait_ms, 0)
         _positive(f"{key}.queue_frames", self.queue_frames)
         _at_least(f"{key}.decode_threads", self.decode_threads, 0)
+        _positive(f"{key}.adaptive_idle_s", self.adaptive_idle_s)
+        _positive(f"{key}.adaptive_idle_fps", self.adaptive_idle_fps)
+        if self.adaptive_idle_fps > self.detect_fps:
+            raise ConfigError(f"{key}.adaptive_idle_fps: must be <= detect_fps ({self.detect_fps}), got {self.adaptive_idle_fps}")
         _choice(f"{key}.admission", self.admission, ("refuse", "warn"))
 
 

@@ -35,7 +35,7 @@ from dalistream.models.detector import Detector
 from dalistream.models.kinds import input_convention
 from dalistream.pipeline.batching import Batcher
 from dalistream.pipeline.preflight import preflight
-from dalistream.pipeline.sampling import Sampler
+from dalistream.pipeline.sampling import IdleWatch, Sampler
 from dalistream.pipeline.shape import InferenceShape, inference_shape, usable_cores
 from dalistream.pipeline.status import AnalysedFrame, CameraStatus, StatusView
 from dalistream.pipeline.units import Put, UnitQueue
@@ -114,6 +114,7 @@ class _Camera:
     drops: Counter = field(default_factory=Counter)  # running totals by reason; growth → dropped events
     reported_drops: Counter = field(default_factory=Counter)
     in_flight: int = 0  # frames in the batch being analysed
+    idle_watch: IdleWatch | None = None  # pipeline.adaptive
     ingest: Ingest | None = None
     ingest_task: asyncio.Task[None] | None = None
     decode_task: asyncio.Task[None] | None = None
@@ -276,13 +277,15 @@ class Runtime:
         return final
 
     def _camera(self, camera: CameraConfig) -> _Camera:
-        sampler = Sampler(self.config.pipeline.detect_fps)
+        pipeline = self.config.pipeline
+        sampler = Sampler(pipeline.detect_fps)
         return _Camera(
             camera,
             sampler,
             create_source(self.plan.device, camera.id, sampler, self._spec, self.stages),
             UnitQueue(ACCESS_UNIT_QUEUE),
             CameraStatus(),
+            idle_watch=IdleWatch(pipeline.adaptive_idle_s) if pipeline.adaptive else None,
         )
 
     def _launch(self, state: _Camera) -> None:
@@ -338,7 +341,8 @@ class Runtime:
         await self._cameras[camera].units.room()
 
     def event(self, camera: str, event: str, **fields: Any) -> None:
-        (log.info if event in ("connected", "end_of_file", "added", "removed") else log.warning)(event, camera=camera, **fields)
+        (log.info if event in ("connected", "end_of_file", "added", "removed", "idle", "active") else log.warning)(
+            event, camera=camera, **fields)
         record = records.event(camera=camera, event=event, wallclock=time.time(), **fields)
         if (state := self._cameras.get(camera)) is not None:
             state.status.event(event, fields, record["wallclock"])
@@ -495,11 +499,27 @@ class Runtime:
                 state.counts["faces"] += len(record["faces"])
                 state.status.analysed(AnalysedFrame(frame.image, self._spec.pixel_format, frame.letterbox, record))
             self._write(out)
+            for state, frame, record in zip(cameras, frames, out):
+                if state.idle_watch is not None:
+                    self._adapt(state, state.idle_watch.analysed(frame.received, len(record["faces"])))
         finally:
             for state in cameras:
                 state.in_flight -= 1
             self._written.set()
             self._wake.set()  # its cameras' next frames may be taken now
+
+    def _adapt(self, state: _Camera, idle: bool | None) -> None:
+        """``pipeline.adaptive``: a camera that went idle is sampled at the idle rate, one that
+        showed a face again at ``detect_fps``, each change an event."""
+        if idle is None:
+            return
+        pipeline = self.config.pipeline
+        fps = pipeline.adaptive_idle_fps if idle else pipeline.detect_fps
+        state.sampler.retarget(fps)
+        if idle:
+            self.event(state.config.id, "idle", fps=fps, no_face_s=pipeline.adaptive_idle_s)
+        else:
+            self.event(state.config.id, "active", fps=fps)
 
     def _detect(self, detector: Detector, frames: list[SampledFrame]) -> list[dict[str, Any]]:
         """One batch through the detector, as records (on the inference thread)."""

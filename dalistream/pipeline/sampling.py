@@ -27,13 +27,25 @@ class Sampler:
             raise ValueError(f"fps must be > 0, got {fps}")
         self.fps = fps
         self._last_slot: int | None = None
+        self._last_pts: float | None = None  # of the last frame taken
         self._run: list[float] = []  # pts of the frames taken in a row
         self._slow_fps: float | None = None
         self._reported = False
 
     def reset(self) -> None:
         """A new stream begins: its first frame is taken whatever its pts."""
-        self._last_slot = None
+        self._last_slot = self._last_pts = None
+        self._run.clear()
+
+    def retarget(self, fps: float) -> None:
+        """Sample at ``fps`` from now on: the next frame taken is the first in a slot of the new
+        rate after the last one taken. Safe to call from another thread than :meth:`take`'s
+        (a frame more or less may be taken at the switch)."""
+        if not fps > 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        self.fps = fps
+        last = self._last_pts
+        self._last_slot = None if last is None else math.floor(last * fps + _SLOT_EPSILON)
         self._run.clear()
 
     def take(self, pts: float) -> bool:
@@ -42,7 +54,7 @@ class Sampler:
         if self._last_slot is not None and slot == self._last_slot:
             self._run.clear()
             return False
-        self._last_slot = slot
+        self._last_slot, self._last_pts = slot, pts
         self._run.append(pts)
         if len(self._run) >= self.SLOW_RUN and self._slow_fps is None and self._run[-1] > self._run[0]:
             stream_fps = (len(self._run) - 1) / (self._run[-1] - self._run[0])
@@ -57,3 +69,32 @@ class Sampler:
             return None
         self._reported = True
         return self._slow_fps
+
+
+class IdleWatch:
+    """``pipeline.adaptive``: tells when a camera's analysed frames have shown no face for
+    ``idle_s`` seconds (it goes idle) and when a face shows again (it is active again).
+
+    Pure: the caller passes each analysed frame's arrival time (monotonic seconds) and face
+    count, and changes the camera's sampling rate when told.
+    """
+
+    def __init__(self, idle_s: float) -> None:
+        self.idle_s = idle_s
+        self.idle = False
+        self._last_face: float | None = None  # when the last face (or the first frame) was seen
+
+    def analysed(self, at: float, faces: int) -> bool | None:
+        """True when the camera just went idle, False when it just became active, else None."""
+        if faces:
+            self._last_face = at
+            if self.idle:
+                self.idle = False
+                return False
+            return None
+        if self._last_face is None:
+            self._last_face = at
+        if not self.idle and at - self._last_face >= self.idle_s:
+            self.idle = True
+            return True
+        return None

@@ -46,6 +46,7 @@ class StatusView:
     codec: str | None
     transport: str | None
     size: tuple[int, int] | None
+    idle: bool = False  # pipeline.adaptive: analysed at the idle rate (no face for a while)
 
 
 class CameraStatus:
@@ -61,6 +62,7 @@ class CameraStatus:
         self.transport: str | None = None
         self.last_unit: float | None = None  # clock() when its last access unit arrived
         self.latest: AnalysedFrame | None = None
+        self.idle = False
         self._analysed: deque[float] = deque()
 
     def event(self, event: str, fields: dict[str, Any], wallclock: str) -> None:
@@ -76,6 +78,8 @@ class CameraStatus:
                 self._enter(BACKING_OFF)
             case "end_of_file" if not fields.get("looping"):
                 self._enter(STOPPED)
+            case "idle" | "active":
+                self.idle = event == "idle"
 
     def stopped(self) -> None:
         """Its source ended (a clip played out, or it was removed)."""
@@ -106,6 +110,7 @@ class CameraStatus:
             codec=self.codec,
             transport=self.transport,
             size=size,
+            idle=self.idle,
         )
 
     def _fps(self, now: float) -> float:

@@ -29,6 +29,7 @@ def camera_json(report: CameraReport) -> dict[str, Any]:
         "codec": status.codec,
         "transport": status.transport,
         "size": None if status.size is None else list(status.size),
+        "idle": status.idle,
         **({} if report.worker is None else {"worker": report.worker}),
     }
 

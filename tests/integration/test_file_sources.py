@@ -182,3 +182,33 @@ def test_the_cli_exits_70_on_an_internal_error(sample_clip: Path, model_path, tm
     done = subprocess.run([sys.executable, "-c", inject, "--config", str(site)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 70, done.stderr[-2000:]
     assert "internal error: a stage shared by all cameras failed" in done.stderr and "KeyError: 'injected'" in done.stderr
+
+
+def test_adaptive_sampling_slows_a_faceless_camera_and_wakes_at_a_face(sample_clip: Path, tmp_path: Path):
+    """4 s of a faceless gradient, then 4 s of the sample clip's faces, in one stream: with
+    ``pipeline.adaptive`` the camera drops to 1 fps once 1.5 s showed no face, and is back at
+    5 fps within one idle interval of the first face."""
+    clip = encode(tmp_path / "quiet-then-faces.h264", [(640, 360, 100)])
+    with av.open(str(sample_clip)) as source, clip.open("ab") as out:
+        for packet in islice(source.demux(video=0), 100):
+            out.write(bytes(packet))
+    config = demo_config([clip.as_uri()], tmp_path / "out", model={"input": [640, 384]},
+                         adaptive=True, adaptive_idle_s=1.5, adaptive_idle_fps=1.0)
+    lines, _ = run(config)
+    order = [line.get("event", "frame") for line in lines if line["camera"] == "cam0"]
+    assert order.count("idle") == 1 and order.count("active") == 1, order
+    found = of(lines, "cam0", "detections")
+    pts = [line["pts"] for line in found]
+    idle_at = next(i for i, line in enumerate(lines) if line.get("event") == "idle")
+    active_at = next(i for i, line in enumerate(lines) if line.get("event") == "active")
+    quiet = [line["pts"] for line in lines[idle_at:active_at] if line["type"] == "detections"]
+    assert all(not line["faces"] for line in found if line["pts"] < 4.0)
+    last_busy = [line["pts"] for line in lines[:idle_at] if line["type"] == "detections"]
+    assert 1.5 <= last_busy[-1] <= 2.0 and len(last_busy) >= 8, pts  # 5 fps until 1.5 s showed no face
+    assert 0 < quiet[0] - last_busy[-1] <= 1.0 and len(quiet) >= 2, (last_busy, quiet)  # the next slot of the idle rate
+    assert all(0.8 < b - a < 1.2 for a, b in zip(quiet, quiet[1:])), quiet  # then 1 fps
+    woke = next(line for line in found if line["faces"])
+    assert 4.0 <= woke["pts"] <= 5.05, pts  # the first face, within one idle interval
+    after = [p for p in pts if p > woke["pts"]]
+    assert len(after) >= 15 and all(0.15 < b - a < 0.25 for a, b in zip(after, after[1:])), after  # 5 fps again
+    assert of(lines, "cam0", "active")[0]["fps"] == 5.0 and of(lines, "cam0", "idle")[0]["fps"] == 1.0

@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dalistream.pipeline.batching import Batcher
-from dalistream.pipeline.sampling import Sampler
+from dalistream.pipeline.sampling import IdleWatch, Sampler
 
 
 def taken(fps: float, pts_list) -> list[float]:
@@ -132,3 +132,30 @@ def test_two_workers_never_hold_one_camera_and_keep_its_order(steps, max_batch):
     for camera in "abcd":
         mine = [i for c, i in out if c == camera]
         assert mine == sorted(mine)
+
+
+def test_retarget_changes_the_rate_from_the_next_slot_of_the_new_one():
+    sampler = Sampler(5.0)
+    pts = [i / 25 for i in range(250)]
+    first = [p for p in pts[:50] if sampler.take(p)]  # 0.0 … 1.8 at 5 fps
+    sampler.retarget(1.0)
+    slow = [p for p in pts[50:150] if sampler.take(p)]
+    assert first[-1] == pytest.approx(1.8) and slow == pytest.approx([2.0, 3.0, 4.0, 5.0])
+    sampler.retarget(5.0)
+    fast = [p for p in pts[150:175] if sampler.take(p)]
+    assert fast == pytest.approx([6.0, 6.2, 6.4, 6.6, 6.8])
+    with pytest.raises(ValueError):
+        sampler.retarget(0)
+
+
+def test_idle_watch_goes_idle_after_a_faceless_stretch_and_wakes_at_a_face():
+    watch = IdleWatch(10.0)
+    assert watch.analysed(100.0, 0) is None  # the first frame starts the count
+    assert watch.analysed(109.9, 0) is None
+    assert watch.analysed(110.0, 0) is True and watch.idle
+    assert watch.analysed(120.0, 0) is None  # said once
+    assert watch.analysed(121.0, 2) is False and not watch.idle
+    assert watch.analysed(130.0, 0) is None  # 9 s since the face
+    assert watch.analysed(131.0, 0) is True
+    busy = IdleWatch(10.0)
+    assert all(busy.analysed(100.0 + t, 1) is None for t in range(30)) and not busy.idle
