@@ -19,7 +19,7 @@ from dalistream.metrics import StageCost
 from dalistream.pipeline import capacity
 from dalistream.pipeline.capacity import CostsMissing, CostTable, StreamShape
 
-# README "Performance (CPU)": 25 fps × (4.4 ms decode + 0.4 ms event loop) + 5 fps × 34.08 ms analysis.
+# The shipped defaults (README "Capacity plan"): 25 fps × (4.4 ms decode + 0.4 ms event loop) + 5 fps × 34.08 ms analysis.
 SHIPPED_CAMERA_CORES = (25 * (1920 * 1080 / 1e6 * 2.12 + 0.4) + 5 * (3.8 + 1.0 + 29.0 + 0.22 + 0.06)) / 1e3
 
 
