@@ -62,9 +62,8 @@ def sweep(
             report = run_local(cameras, duration_s, out / f"{cameras}", transport, source=source, pace=pace,
                                warmup_s=warmup_s, model=model,
                                progress=_Leg(progress, done * run_s, len(counts) * run_s, f"{cameras} cameras"))
-            row = {**report["window"], "held": False}
-            row["held"] = held(row)
-            rows.append(row)
+            row = report["window"]
+            rows.append({**row, "held": held(row)})
     return {
         "source": source,
         "duration_s": duration_s,

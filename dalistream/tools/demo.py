@@ -89,8 +89,9 @@ def run_local(
 
     ``source="rtsp"``: the local RTSP server serves it on one mount per camera (over
     ``transport``); ``"file"``: each camera reads the clip itself, looping, at ``pace``.
-    ``model``, ``pipeline``: keys added to those tables (e.g. ``precision``, ``max_batch``). ``store_costs``: merge the measured
-    per-stage costs into the capacity plan's cost table (the report's ``cost_table`` says where).
+    ``model``, ``pipeline``: keys added to those tables (e.g. ``precision``, ``max_batch``).
+    ``store_costs``: merge the measured per-stage costs into the capacity plan's cost table (the
+    report's ``cost_table`` says where).
     """
     if to_make := missing():
         raise config_module.ConfigError(to_make)
