@@ -187,9 +187,9 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from dalistream.pipeline.capacity import plan_for
+    from dalistream.pipeline.capacity import available_cores, plan_for
     from dalistream.pipeline.preflight import preflight
-    from dalistream.pipeline.shape import inference_shape, usable_cores
+    from dalistream.pipeline.shape import inference_shape
 
     config = config_module.load(args.config)
     plan = preflight(config)
@@ -197,7 +197,7 @@ def _check(args: argparse.Namespace) -> int:
     for camera in plain["camera"]:
         camera["url"] = config_module.redact_url(camera["url"])
     plain["device_plan"] = {"device": plan.device, "reason": plan.reason}
-    plain["inference_shape"] = inference_shape(config.pipeline, config.model, plan.device, usable_cores()).as_dict()
+    plain["inference_shape"] = inference_shape(config.pipeline, config.model, plan.device, available_cores()).as_dict()
     capacity = plan_for(config, plan)
     plain["capacity"] = capacity.as_dict()
     print(json.dumps(plain, indent=2, default=str))

@@ -28,8 +28,8 @@ def lag_growth_ms(lines: list[dict], usage: RunUsage) -> float:
     start, end = usage.start[0], usage.end[0]
     spans: dict[str, list[tuple[float, float]]] = {}
     for line in lines:
-        if line["type"] == "detections" and start <= epoch(line["wallclock"]) < end:
-            spans.setdefault(line["camera"], []).append((epoch(line["wallclock"]), line["pts"]))
+        if line["type"] == "detections" and start <= (arrived := epoch(line["wallclock"])) < end:
+            spans.setdefault(line["camera"], []).append((arrived, line["pts"]))
     growth = [(frames[-1][0] - frames[0][0]) - (frames[-1][1] - frames[0][1]) for frames in spans.values() if len(frames) > 1]
     return round(1e3 * max(growth), 1) if growth else 0.0
 

@@ -36,7 +36,8 @@ from dalistream.models.kinds import input_convention
 from dalistream.pipeline.batching import Batcher
 from dalistream.pipeline.preflight import preflight
 from dalistream.pipeline.sampling import IdleWatch, Sampler
-from dalistream.pipeline.shape import InferenceShape, inference_shape, usable_cores
+from dalistream.pipeline.capacity import available_cores
+from dalistream.pipeline.shape import InferenceShape, inference_shape
 from dalistream.pipeline.status import AnalysedFrame, CameraStatus, StatusView
 from dalistream.pipeline.units import Put, UnitQueue
 from dalistream.sinks import output_writer
@@ -46,6 +47,7 @@ log = structlog.get_logger(__name__)
 ACCESS_UNIT_QUEUE = 50  # per camera: 2 s of 25 fps video waiting for the decoder
 DECODE_CHUNK = 8  # access units handed to a decode thread at once
 REPORT_INTERVAL_S = 1.0  # how often loss/drop counts become events
+ROUTINE_EVENTS = frozenset({"connected", "end_of_file", "added", "removed", "idle", "active"})  # logged at info, the rest warn
 OUTPUT_CLOSE_S = 5.0  # at shutdown, how long a refusing disk is retried before the rest is lost
 
 
@@ -138,7 +140,7 @@ class Runtime:
     def __init__(self, config: Config, plan: DevicePlan | None = None, cores: int | None = None) -> None:
         self.plan = plan if plan is not None else preflight(config)
         self.config = config
-        self.cores = cores or usable_cores()
+        self.cores = cores or available_cores()
         self.shape: InferenceShape = inference_shape(config.pipeline, config.model, self.plan.device, self.cores)
         self.telemetry = Telemetry()
         self.stages = Stages(self.telemetry.stage_cost)
@@ -341,8 +343,7 @@ class Runtime:
         await self._cameras[camera].units.room()
 
     def event(self, camera: str, event: str, **fields: Any) -> None:
-        (log.info if event in ("connected", "end_of_file", "added", "removed", "idle", "active") else log.warning)(
-            event, camera=camera, **fields)
+        (log.info if event in ROUTINE_EVENTS else log.warning)(event, camera=camera, **fields)
         record = records.event(camera=camera, event=event, wallclock=time.time(), **fields)
         if (state := self._cameras.get(camera)) is not None:
             state.status.event(event, fields, record["wallclock"])

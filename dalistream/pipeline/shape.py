@@ -13,8 +13,7 @@ postprocessing. A GPU wants the opposite: one detector, large batches.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from dalistream.config import ModelConfig, PipelineConfig
 from dalistream.device import GPU
@@ -32,15 +31,7 @@ class InferenceShape:
     """ONNX Runtime threads inside one operator, per session (CPU)."""
 
     def as_dict(self) -> dict[str, int]:
-        return {"workers": self.workers, "max_batch": self.max_batch, "intra_op_threads": self.intra_op_threads}
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        return asdict(self)
 
 
 def inference_shape(pipeline: PipelineConfig, model: ModelConfig, device: str, cores: int) -> InferenceShape:
