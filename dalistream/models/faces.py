@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dalistream.geometry import Letterbox
+from dalistream.models.arrays import array_module, to_host
 from dalistream.models.nms import batched_nms
 
 
@@ -71,13 +72,17 @@ def check_letterboxes(letterboxes: Sequence[Letterbox], batch_size: int, input_w
 
 
 def top_k_per_image(image_idx: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices (into the survivors) of each image's ``k`` best scores, ties by survivor order."""
-    if image_idx.size == 0 or np.bincount(image_idx).max() <= k:
-        return np.arange(image_idx.size)
-    order = np.lexsort((-scores, image_idx))  # stable: image ascending, then score descending
+    """Indices (into the survivors) of each image's ``k`` best scores, ties by survivor order.
+
+    NumPy or CuPy arrays (the result is of the same module)."""
+    xp = array_module(image_idx)
+    if image_idx.size == 0 or int(xp.bincount(image_idx).max()) <= k:
+        return xp.arange(image_idx.size)
+    positions = xp.arange(image_idx.size)
+    order = xp.lexsort(xp.stack((positions, -scores, image_idx)))  # image, then score descending, then position
     image_sorted = image_idx[order]
-    rank = np.arange(order.size) - np.searchsorted(image_sorted, image_sorted, side="left")
-    return np.sort(order[rank < k])
+    rank = positions - xp.searchsorted(image_sorted, image_sorted, side="left")
+    return xp.sort(order[rank < k])
 
 
 def finish(
@@ -92,10 +97,12 @@ def finish(
     """Batched NMS in input pixels, at most ``max_faces`` per image, mapped to source pixels.
 
     ``boxes`` ``(K, 4)``, ``scores`` ``(K,)``, ``points`` ``(K, 5, 2)`` are the decoded survivors
-    of the whole batch and ``image_idx`` ``(K,)`` says which image each belongs to.
+    of the whole batch and ``image_idx`` ``(K,)`` says which image each belongs to. They may be
+    on the GPU (CuPy): NMS runs there and only the kept faces are copied to the host.
     """
     kept = batched_nms(boxes, scores, image_idx, nms_iou)
-    kept = kept[np.argsort(image_idx[kept], kind="stable")]
+    boxes, scores, points, image_idx = (to_host(array[kept]) for array in (boxes, scores, points, image_idx))
+    kept = np.argsort(image_idx, kind="stable")
     counts = np.bincount(image_idx[kept], minlength=len(letterboxes))
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     faces = []

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dalistream.geometry import Letterbox
+from dalistream.models.arrays import array_module, on_module
 from dalistream.models.faces import FaceDecoder, Faces, check_letterboxes, finish, top_k_per_image
 
 # Pytorch_Retinaface was trained on BGR images with these channel means, std 1.
@@ -54,6 +55,8 @@ def retinaface_priors(input_width: int, input_height: int) -> np.ndarray:
 class RetinaFaceDecoder(FaceDecoder):
     """Turns a batch of RetinaFace head outputs into :class:`Faces`, one per image.
 
+    The outputs may be NumPy or CuPy arrays: every step up to NMS runs where they are.
+
     Work is proportional to the anchors above ``score_threshold``, not to all anchors:
     scores are thresholded over the whole batch first, at most ``pre_nms_top_k`` survivors
     per image are kept and decoded, one batched NMS runs for the batch (in input pixels),
@@ -77,7 +80,8 @@ class RetinaFaceDecoder(FaceDecoder):
         """Decode one batch; ``letterboxes[i]`` says where image ``i``'s frame sits in the input."""
         self._check_batch(loc, conf, landmarks, letterboxes)
 
-        image_idx, anchor_idx = np.nonzero(conf[..., 1] > self.score_threshold)
+        xp = array_module(conf)
+        image_idx, anchor_idx = xp.nonzero(conf[..., 1] > self.score_threshold)
         scores = conf[image_idx, anchor_idx, 1]
         top = top_k_per_image(image_idx, scores, self.pre_nms_top_k)
         image_idx, anchor_idx, scores = image_idx[top], anchor_idx[top], scores[top]
@@ -104,11 +108,12 @@ class RetinaFaceDecoder(FaceDecoder):
         self, loc: np.ndarray, landmarks: np.ndarray, anchor_idx: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Boxes ``(K, 4)`` and landmarks ``(K, 5, 2)`` in input pixels for the given anchors."""
-        priors = self._priors_px[anchor_idx]
+        xp = array_module(loc)
+        priors = on_module(self._priors_px, xp)[anchor_idx]
         centers, sizes = priors[:, None, :2], priors[:, None, 2:]
         loc = loc.astype(np.float64)
         box_centers = centers[:, 0] + loc[:, :2] * CENTER_VARIANCE * sizes[:, 0]
-        box_sizes = sizes[:, 0] * np.exp(loc[:, 2:] * SIZE_VARIANCE)
-        boxes = np.concatenate((box_centers - box_sizes / 2, box_centers + box_sizes / 2), axis=1)
+        box_sizes = sizes[:, 0] * xp.exp(loc[:, 2:] * SIZE_VARIANCE)
+        boxes = xp.concatenate((box_centers - box_sizes / 2, box_centers + box_sizes / 2), axis=1)
         points = centers + landmarks.reshape(-1, 5, 2).astype(np.float64) * CENTER_VARIANCE * sizes
         return boxes, points

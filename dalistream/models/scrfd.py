@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from dalistream.geometry import Letterbox
+from dalistream.models.arrays import array_module, on_module
 from dalistream.models.convention import InputConvention
 from dalistream.models.faces import FaceDecoder, Faces, check_letterboxes, finish, top_k_per_image
 
@@ -55,15 +56,16 @@ class ScrfdDecoder(FaceDecoder):
         score, bbox, kps = self._arrange(outputs)
         check_letterboxes(letterboxes, score.shape[0], self.input_width, self.input_height)
 
-        image_idx, anchor_idx = np.nonzero(score > self.score_threshold)
+        xp = array_module(score)
+        image_idx, anchor_idx = xp.nonzero(score > self.score_threshold)
         scores = score[image_idx, anchor_idx]
         top = top_k_per_image(image_idx, scores, self.pre_nms_top_k)
         image_idx, anchor_idx, scores = image_idx[top], anchor_idx[top], scores[top]
 
-        anchors = self._anchors[anchor_idx]
+        anchors = on_module(self._anchors, xp)[anchor_idx]
         centers, stride = anchors[:, :2], anchors[:, 2:]
         distances = bbox[image_idx, anchor_idx].astype(np.float64) * stride
-        boxes = np.concatenate((centers - distances[:, :2], centers + distances[:, 2:]), axis=1)
+        boxes = xp.concatenate((centers - distances[:, :2], centers + distances[:, 2:]), axis=1)
         offsets = kps[image_idx, anchor_idx].astype(np.float64).reshape(-1, 5, 2) * stride[:, None]
         points = centers[:, None, :] + offsets
         return finish(boxes, scores, points, image_idx, letterboxes, self.nms_iou, self.max_faces)
@@ -89,5 +91,6 @@ class ScrfdDecoder(FaceDecoder):
         sizes = {array.shape[0] for array in found.values()}
         if len(sizes) != 1:
             raise ValueError(f"SCRFD outputs disagree on the batch size: {sorted(sizes)}")
-        score, bbox, kps = (np.concatenate([found[(k, s)] for s in STRIDES], axis=1) for k in _KINDS.values())
+        xp = array_module(next(iter(found.values())))
+        score, bbox, kps = (xp.concatenate([found[(k, s)] for s in STRIDES], axis=1) for k in _KINDS.values())
         return score[..., 0], bbox, kps

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from dalistream.geometry import Letterbox
+from dalistream.models.arrays import array_module
 from dalistream.models.convention import InputConvention
 from dalistream.models.faces import FaceDecoder, Faces, check_letterboxes, finish, top_k_per_image
 
@@ -37,13 +38,14 @@ class YoloV5FaceDecoder(FaceDecoder):
         check_letterboxes(letterboxes, pred.shape[0], self.input_width, self.input_height)
 
         all_scores = pred[..., 4] * pred[..., 15]
-        image_idx, anchor_idx = np.nonzero(all_scores > self.score_threshold)
+        xp = array_module(pred)
+        image_idx, anchor_idx = xp.nonzero(all_scores > self.score_threshold)
         scores = all_scores[image_idx, anchor_idx]
         top = top_k_per_image(image_idx, scores, self.pre_nms_top_k)
         image_idx, anchor_idx, scores = image_idx[top], anchor_idx[top], scores[top]
 
         rows = pred[image_idx, anchor_idx].astype(np.float64)
         half = rows[:, 2:4] / 2
-        boxes = np.concatenate((rows[:, 0:2] - half, rows[:, 0:2] + half), axis=1)
+        boxes = xp.concatenate((rows[:, 0:2] - half, rows[:, 0:2] + half), axis=1)
         points = rows[:, 5:15].reshape(-1, 5, 2)
         return finish(boxes, scores, points, image_idx, letterboxes, self.nms_iou, self.max_faces)
