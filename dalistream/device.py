@@ -28,7 +28,7 @@ GPU_PACKAGES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("nvidia.dali",), "nvidia-dali-cuda120 or nvidia-dali-cuda130"),
     (("cupy",), "cupy-cuda12x or cupy-cuda13x"),
     (("PyNvVideoCodec",), "pynvvideocodec"),
-    (("tensorrt", "torch"), "tensorrt or torch"),
+    (("tensorrt", "onnx2torch"), "tensorrt, or torch and onnx2torch"),
 )
 CUDA_SUCCESS = 0
 
@@ -111,7 +111,7 @@ def _load_driver() -> ctypes.CDLL:
     return ctypes.CDLL("libcuda.so.1")
 
 
-def _module_available(name: str) -> bool:
+def module_available(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):  # a parent package that is missing or broken
@@ -120,7 +120,7 @@ def _module_available(name: str) -> bool:
 
 def probe_gpu(
     load_driver: Callable[[], ctypes.CDLL] = _load_driver,
-    has_module: Callable[[str], bool] = _module_available,
+    has_module: Callable[[str], bool] = module_available,
 ) -> GpuFacts:
     """Ask the CUDA driver API for its GPUs and look up the GPU packages (none is imported)."""
     missing = tuple(package for modules, package in GPU_PACKAGES if not any(has_module(m) for m in modules))

@@ -1,21 +1,22 @@
-"""Inference engines behind one interface, chosen by the device plan.
+"""Inference engines behind one interface, chosen by ``model.engine`` and the device plan.
 
-An :class:`Engine` maps an NCHW float32 batch to the model's outputs by name. Each device has
-its engine factory in :data:`ENGINES` (the CPU: ONNX Runtime, FP32 or INT8 QDQ); another engine
-is one more factory there, not a branch in the callers. TensorRT engines are built by
-:mod:`.tensorrt`.
+An :class:`Engine` maps an NCHW float32 batch to the model's outputs by name. Each engine has
+a factory in :data:`ENGINES`, the device it runs on and the precisions it offers in
+:data:`ENGINE_SPECS`; :func:`engine_choice` settles which one ``[model]`` gets (and refuses
+what cannot run, naming the key), so another engine is one more entry, not a branch in the
+callers. On the CPU: ONNX Runtime, FP32 or INT8 QDQ. On the GPU: TensorRT (engines built and
+cached by :mod:`.tensorrt`) or PyTorch (:mod:`.torch`), whose outputs stay on the device.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dalistream.config import Config, ConfigError, ModelConfig
-from dalistream.device import CPU, DeviceError
+from dalistream.device import CPU, GPU, DeviceError, module_available
 from dalistream.engine.onnxruntime import OnnxRuntimeEngine
 from dalistream.models.kinds import input_convention
 
@@ -26,11 +27,65 @@ if TYPE_CHECKING:  # quantize pulls in onnx and the quantization tools: only loa
 class Engine(Protocol):
     """A loaded model: one NCHW float32 batch in, its named outputs out.
 
-    The outputs belong to the caller (nothing the engine reuses on its next call). One call
-    at a time.
+    On the CPU both are NumPy arrays; a GPU engine takes host arrays or device arrays (any
+    DLPack producer) and returns CuPy arrays. The outputs belong to the caller (nothing the
+    engine reuses on its next call). One call at a time.
     """
 
-    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+    def __call__(self, batch: Any) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSpec:
+    """Where an engine runs, what it needs installed, and at which precisions."""
+
+    device: str
+    modules: tuple[str, ...]
+    install: str
+    precisions: tuple[str, ...]
+
+
+ENGINE_SPECS: Mapping[str, EngineSpec] = {
+    "onnxruntime": EngineSpec(CPU, ("onnxruntime",), "onnxruntime", ("fp32", "int8")),
+    "tensorrt": EngineSpec(GPU, ("tensorrt", "cupy"), "tensorrt and cupy-cuda12x", ("fp32", "fp16", "int8")),
+    "torch": EngineSpec(GPU, ("torch", "onnx2torch", "cupy"), "torch, onnx2torch and cupy-cuda12x", ("fp32", "fp16")),
+}
+"""Every engine this build has, by ``model.engine`` name."""
+
+
+def engine_choice(model: ModelConfig, device: str, has_module: Callable[[str], bool] = module_available) -> str:
+    """The engine ``[model]`` runs on ``device``; :class:`ConfigError` naming the key when it cannot.
+
+    ``"auto"`` is ONNX Runtime on the CPU and, on the GPU, TensorRT when it is installed, else
+    PyTorch (which has no INT8: INT8 on the GPU needs TensorRT).
+    """
+    name = model.engine
+    if name == "auto":
+        on_device = [n for n, spec in ENGINE_SPECS.items() if spec.device == device]
+        usable = [n for n in on_device if model.precision in ENGINE_SPECS[n].precisions]
+        installed = [n for n in usable if all(has_module(m) for m in ENGINE_SPECS[n].modules)]
+        if not usable:
+            raise ConfigError(f'model.precision: "{model.precision}" has no {device.upper()} engine; '
+                              f"use {' or '.join(_precisions(device))}")
+        name = (installed or usable)[0]
+    spec = ENGINE_SPECS.get(name)
+    if spec is None:
+        raise ConfigError(f"model.engine: unknown engine {name!r}; expected auto or one of {', '.join(ENGINE_SPECS)}")
+    if spec.device != device:
+        raise ConfigError(f'model.engine: "{name}" runs on the {spec.device.upper()}, and the device plan is {device}')
+    if model.precision not in spec.precisions:
+        others = [n for n, s in ENGINE_SPECS.items() if s.device == device and model.precision in s.precisions]
+        hint = f' (model.engine = "{others[0]}" has it)' if others else ""
+        raise ConfigError(f'model.precision: "{model.precision}" has no {name} engine; it runs '
+                          f"{' or '.join(spec.precisions)}{hint}")
+    missing = [m for m in spec.modules if not has_module(m)]
+    if missing:
+        raise ConfigError(f"model.engine: {name} needs {', '.join(missing)} installed (pip install {spec.install})")
+    return name
+
+
+def _precisions(device: str) -> list[str]:
+    return sorted({p for spec in ENGINE_SPECS.values() if spec.device == device for p in spec.precisions})
 
 
 def quantize_settings(model: ModelConfig) -> QuantizeSettings:
@@ -61,7 +116,7 @@ def cpu_model_path(model: ModelConfig) -> Path:
             raise ConfigError(f'model.precision: "{other}" has no CPU engine; use "fp32" or "int8"')
 
 
-def _onnxruntime(model: ModelConfig) -> Engine:
+def _onnxruntime(model: ModelConfig, max_batch: int) -> Engine:
     return OnnxRuntimeEngine(
         cpu_model_path(model),
         intra_op_threads=model.intra_op_threads,
@@ -69,18 +124,33 @@ def _onnxruntime(model: ModelConfig) -> Engine:
     )
 
 
-ENGINES: Mapping[str, Callable[[ModelConfig], Engine]] = {CPU: _onnxruntime}
-"""The engine factory for each device this build can infer on."""
+def _tensorrt(model: ModelConfig, max_batch: int) -> Engine:
+    from dalistream.engine.tensorrt import TensorRtEngine
+
+    return TensorRtEngine(tensorrt_engine_path(model, max_batch))
 
 
-def create_engine(model: ModelConfig, device: str = CPU) -> Engine:
-    """The inference engine for ``[model]`` on ``device``: on the CPU, ONNX Runtime FP32, or INT8
-    from the quantized-model cache (quantized on first use, about a minute for 100 frames)."""
-    try:
-        factory = ENGINES[device]
-    except KeyError:
-        raise DeviceError(f"no inference engine for device {device!r} in this build") from None
-    return factory(model)
+def _torch(model: ModelConfig, max_batch: int) -> Engine:
+    from dalistream.engine.torch import TorchEngine
+
+    return TorchEngine(model.onnx, model.cache_dir, device="cuda", precision=model.precision)
+
+
+ENGINES: Mapping[str, Callable[[ModelConfig, int], Engine]] = {
+    "onnxruntime": _onnxruntime,
+    "tensorrt": _tensorrt,
+    "torch": _torch,
+}
+"""Each engine's factory: ``[model]`` and the largest batch it will be given."""
+
+
+def create_engine(model: ModelConfig, device: str = CPU, max_batch: int = 1) -> Engine:
+    """The inference engine for ``[model]`` on ``device`` (see :func:`engine_choice`): on the CPU,
+    ONNX Runtime FP32, or INT8 from the quantized-model cache (quantized on first use, about a
+    minute for 100 frames); on the GPU, a cached TensorRT engine (built on first use) or PyTorch."""
+    if device not in (CPU, GPU):
+        raise DeviceError(f"no inference engine for device {device!r} in this build")
+    return ENGINES[engine_choice(model, device)](model, max_batch)
 
 
 def build(config: Config) -> dict[str, str]:
@@ -92,12 +162,17 @@ def build(config: Config) -> dict[str, str]:
         raise ConfigError(f"model.onnx: {model.onnx} not found")
     if config.pipeline.device != "gpu":
         return {"device": "cpu", "precision": model.precision, "model": str(cpu_model_path(model))}
-    from dalistream.engine.quantize import calibration_images
-    from dalistream.engine.tensorrt import CalibrationBatches, build_engine, precision_plan, profile_shapes
-
     from dalistream.pipeline.shape import inference_shape
 
     max_batch = inference_shape(config.pipeline, model, "gpu", 1).max_batch
+    return {"device": "gpu", "precision": model.precision, "engine": str(tensorrt_engine_path(model, max_batch))}
+
+
+def tensorrt_engine_path(model: ModelConfig, max_batch: int) -> Path:
+    """The TensorRT engine for ``[model]`` from its cache, built first when absent (minutes)."""
+    from dalistream.engine.quantize import calibration_images
+    from dalistream.engine.tensorrt import CalibrationBatches, build_engine, precision_plan, profile_shapes
+
     if model.profile[2] < max_batch:
         raise ConfigError(f"model.profile: max batch {model.profile[2]} is below pipeline.max_batch {max_batch}")
     calibration = None
@@ -107,11 +182,10 @@ def build(config: Config) -> dict[str, str]:
         if not images:
             raise ConfigError(f"model.calib_dir: no calibration frames in {model.calib_dir}")
         calibration = CalibrationBatches(images, model.profile[1], model.input, settings.convention)
-    path = build_engine(
+    return build_engine(
         model.onnx,
         model.cache_dir,
         plan=precision_plan(model.precision, model.int8_exclude),
         profile=profile_shapes(model.profile, model.input),
         calibration=calibration,
     )
-    return {"device": "gpu", "precision": model.precision, "engine": str(path)}

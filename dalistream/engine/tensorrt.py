@@ -288,3 +288,55 @@ def build_engine(
     partial.write_bytes(bytes(serialized))
     partial.replace(engine_path)
     return engine_path
+
+
+class TensorRtEngine:
+    """Runs a serialized engine from :func:`build_engine` (unverified on a GPU: TensorRT could
+    not be installed where this was written).
+
+    The input is bound to the caller's device memory where it already is on the GPU (DALI's
+    output as a CuPy array: no copy); host input is copied up. Each call sets the batch's
+    input shape, binds freshly pooled output buffers (CuPy's memory pool makes that an
+    allocation-free reuse, and the outputs stay the caller's), and enqueues the engine with
+    ``execute_async_v3`` on the engine's own stream, ordered after the caller's stream by an
+    event and before it by another.
+    """
+
+    def __init__(self, engine_path: str | os.PathLike[str]) -> None:
+        import cupy
+        import tensorrt as trt
+
+        self._cupy = cupy
+        self._trt = trt
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        if engine is None:
+            raise EngineBuildError(f"TensorRT cannot load {engine_path} (built by another TensorRT or for another GPU?)")
+        self._engine = engine
+        self._context = engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        if len(inputs) != 1:
+            raise EngineBuildError(f"{engine_path}: expected one input tensor, found {inputs}")
+        self.input_name = inputs[0]
+        self.output_names = [n for n in names if n != self.input_name]
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+
+    def __call__(self, batch: Any) -> dict[str, Any]:
+        cupy = self._cupy
+        caller = cupy.cuda.get_current_stream()
+        tensor = cupy.ascontiguousarray(cupy.asarray(batch, dtype=cupy.float32))
+        context = self._context
+        if not context.set_input_shape(self.input_name, tuple(tensor.shape)):
+            raise ValueError(f"batch shape {tuple(tensor.shape)} is outside the engine's profile")
+        context.set_tensor_address(self.input_name, tensor.data.ptr)
+        outputs = {}
+        for name in self.output_names:
+            dtype = np.dtype(self._trt.nptype(self._engine.get_tensor_dtype(name)))
+            outputs[name] = cupy.empty(tuple(context.get_tensor_shape(name)), dtype)
+            context.set_tensor_address(name, outputs[name].data.ptr)
+        self.stream.wait_event(caller.record())
+        if not context.execute_async_v3(self.stream.ptr):
+            raise RuntimeError("TensorRT execute_async_v3 failed; see its log")
+        caller.wait_event(self.stream.record())
+        return {name: output.astype(cupy.float32, copy=False) for name, output in outputs.items()}

@@ -16,7 +16,7 @@ import onnx
 from dalistream.config import CameraConfig, Config, ConfigError
 from dalistream.decode import SOURCES
 from dalistream.device import CPU, GPU, DevicePlan, GpuFacts, probe_gpu, resolve
-from dalistream.engine import ENGINES
+from dalistream.engine import ENGINE_SPECS, engine_choice
 
 
 def model_problem(path: Path) -> str | None:
@@ -60,7 +60,7 @@ def check_clip(camera: CameraConfig, key: str) -> None:
 def device_plan(requested: str, probe: Callable[[], GpuFacts] = probe_gpu) -> DevicePlan:
     """``pipeline.device`` resolved against this machine (probed unless "cpu") and this build's stages."""
     facts = None if requested == CPU else probe()
-    return resolve(requested, facts, gpu_stages=GPU in SOURCES and GPU in ENGINES)
+    return resolve(requested, facts, gpu_stages=GPU in SOURCES and any(spec.device == GPU for spec in ENGINE_SPECS.values()))
 
 
 def preflight(config: Config, probe: Callable[[], GpuFacts] = probe_gpu) -> DevicePlan:
@@ -75,6 +75,5 @@ def preflight(config: Config, probe: Callable[[], GpuFacts] = probe_gpu) -> Devi
         raise ConfigError(f"output.dir: {problem}")
     config.http.token()  # a token_env that names no variable stops here
     plan = device_plan(config.pipeline.device, probe)
-    if config.model.precision == "fp16" and plan.device != GPU:
-        raise ConfigError(f'model.precision: "fp16" needs the GPU engine; the plan is {plan}; use "fp32" or "int8"')
+    engine_choice(config.model, plan.device)
     return plan

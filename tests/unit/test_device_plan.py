@@ -10,7 +10,7 @@ import ctypes
 
 import pytest
 
-from dalistream.config import from_mapping
+from dalistream.config import ConfigError, from_mapping
 from dalistream.device import CPU_PLAN, DeviceError, GpuFacts, probe_gpu, resolve
 from dalistream.pipeline.preflight import preflight
 
@@ -91,8 +91,8 @@ class FakeDriver:
 
 
 def test_probe_reads_the_driver_s_gpus_and_the_missing_packages() -> None:
-    facts = probe_gpu(lambda: FakeDriver(0, ["NVIDIA A10", "NVIDIA L4"]), lambda name: name not in ("cupy", "torch", "tensorrt"))
-    assert facts == GpuFacts(None, ("NVIDIA A10", "NVIDIA L4"), "CUDA 12.4", ("cupy-cuda12x or cupy-cuda13x", "tensorrt or torch"))
+    facts = probe_gpu(lambda: FakeDriver(0, ["NVIDIA A10", "NVIDIA L4"]), lambda name: name not in ("cupy", "onnx2torch", "tensorrt"))
+    assert facts == GpuFacts(None, ("NVIDIA A10", "NVIDIA L4"), "CUDA 12.4", ("cupy-cuda12x or cupy-cuda13x", "tensorrt, or torch and onnx2torch"))
     facts = probe_gpu(lambda: FakeDriver(100, []), lambda name: True)
     assert facts == GpuFacts("the CUDA 12.4 driver does not initialise (CUDA_ERROR_NO_DEVICE)", (), "CUDA 12.4", ())
 
@@ -102,5 +102,6 @@ def test_preflight_refuses_gpu_before_any_camera(model_path) -> None:
                            "camera": [{"id": "a", "url": "rtsp://192.0.2.1/x"}]})
     with pytest.raises(DeviceError, match='"gpu" cannot run here: no CUDA driver found'):
         preflight(config, probe=lambda: NO_DRIVER)
-    with pytest.raises(DeviceError, match="this build has no GPU stages yet"):
-        preflight(config, probe=lambda: READY)  # everything present but the stages themselves
+    # A GPU the probe calls ready gets as far as the engine, which needs its packages really installed.
+    with pytest.raises(ConfigError, match="model.engine: tensorrt needs tensorrt, cupy installed"):
+        preflight(config, probe=lambda: READY)
