@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dalistream.device import CPU, DeviceError
+from dalistream.device import CPU, GPU, DeviceError
 from dalistream.metrics import Stages
 
-from .pyav import DecodeError, PyAvDecoder, PyAvFrameSource
-from .source import Decoded, FrameSelector, FrameSource, FrameSpec, SampledFrame, StreamStart
+from .nvdec import NvdecFrameSource
+from .pyav import PyAvDecoder, PyAvFrameSource
+from .source import DecodeError, Decoded, FrameSelector, FrameSource, FrameSpec, SampledFrame, StreamStart
 
-SOURCES: Mapping[str, type[FrameSource]] = {CPU: PyAvFrameSource}
+SOURCES: Mapping[str, type[FrameSource]] = {CPU: PyAvFrameSource, GPU: NvdecFrameSource}
 """The frame source for each device this build can decode on."""
 
 
@@ -30,6 +31,7 @@ __all__ = [
     "FrameSelector",
     "FrameSource",
     "FrameSpec",
+    "NvdecFrameSource",
     "PyAvDecoder",
     "PyAvFrameSource",
     "SampledFrame",

@@ -14,13 +14,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
-
-import numpy as np
+from typing import Any, NamedTuple, Protocol
 
 from dalistream.geometry import Letterbox
 from dalistream.ingest.sink import ReceivedAccessUnit
 from dalistream.metrics import Stages
+
+from .timing import FrameTimes
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +42,16 @@ class FrameSpec:
 
 @dataclass(frozen=True, slots=True)
 class SampledFrame:
-    """A frame chosen for analysis, converted as its :class:`FrameSpec` says (HWC uint8, owned)."""
+    """A frame chosen for analysis, converted as its :class:`FrameSpec` says (HWC uint8, owned).
+
+    ``image`` is a NumPy array scaled to the letterbox content size (CPU sources) or a CuPy
+    array at the source size (GPU sources: the GPU graph scales it with the batch).
+    """
 
     camera: str
     seq: int
     pts: float
-    image: np.ndarray
+    image: Any
     letterbox: Letterbox
     received: float
     wallclock: float
@@ -89,3 +93,115 @@ class FrameSource(ABC):
     @abstractmethod
     def finish(self) -> Decoded:
         """The stream ended: the selected frames the decoder still held back."""
+
+
+class DecodeError(RuntimeError):
+    """The decoder rejected an access unit (corrupt or undecodable data from the camera)."""
+
+
+class DecodedFrame(Protocol):
+    """What a stateful decoder hands back: the tag it was fed with as ``pts``, and its size."""
+
+    pts: int | None
+    width: int
+    height: int
+    is_corrupt: bool
+
+
+class StreamDecoder(Protocol):
+    """One stream's stateful decoder (FFmpeg's, NVDEC)."""
+
+    def decode(self, data: bytes, tag: int) -> Sequence[DecodedFrame]:
+        """Feed one Annex-B access unit; the frames it completes, carrying their unit's ``tag``
+        as ``pts``. :class:`DecodeError` when the unit is rejected."""
+
+    def flush(self) -> Sequence[DecodedFrame]:
+        """The stream ended: the frames still held back. It decodes nothing after."""
+
+    def convert(self, frame: Any, letterbox: Letterbox, pixel_format: str) -> Any:
+        """The frame's pixels as the source delivers them (owned: the decoder may reuse its
+        buffers on the next call)."""
+
+
+class DecoderFrameSource(FrameSource):
+    """A source around a stateful decoder: a new decoder per stream, every unit decoded, frames
+    timed by the unit they came from and selected by presentation time, only the selected ones
+    converted. Subclasses say which decoder (:meth:`open`)."""
+
+    # A decoder holds back at most a few frames (reordering, frame threads); an access unit
+    # with no frame after this many more was swallowed by the decoder.
+    PENDING_LIMIT = 16
+
+    def __init__(self, camera: str, selector: FrameSelector, spec: FrameSpec, stages: Stages) -> None:
+        super().__init__(camera, selector, spec, stages)
+        self._decoder: StreamDecoder | None = None
+        self._times: FrameTimes[ReceivedAccessUnit] = FrameTimes()
+        self._tag = 0
+        self._corrupt = 0  # frames decoded with concealed errors in the current call
+        self._decoded = 0  # frames decoded in the current call
+
+    @abstractmethod
+    def open(self, codec: str) -> StreamDecoder:
+        """A fresh decoder for a stream of ``codec``."""
+
+    def process(self, items: Sequence[StreamStart | ReceivedAccessUnit]) -> Decoded:
+        frames: list[SampledFrame] = []
+        errors = 0
+        self._corrupt = self._decoded = 0
+        for item in items:
+            if isinstance(item, StreamStart):
+                errors += self._drain(frames)
+                self._decoder = self.open(item.codec)
+                self.selector.reset()
+                continue
+            if self._decoder is None:
+                raise RuntimeError(f"{self.camera}: access unit before the stream started")
+            self._tag += 1
+            self._times.fed(self._tag, item, item.pts)
+            with self.stages.measure("decode"):
+                try:
+                    decoded = self._decoder.decode(item.data, self._tag)
+                except DecodeError:
+                    self._times.void(self._tag)
+                    errors += 1
+                    continue
+            self._select(decoded, frames)
+            self._times.expire(self._tag - self.PENDING_LIMIT)
+        return Decoded(frames, errors, self._corrupt, self._decoded)
+
+    def finish(self) -> Decoded:
+        frames: list[SampledFrame] = []
+        self._corrupt = self._decoded = 0
+        errors = self._drain(frames)
+        return Decoded(frames, errors, self._corrupt, self._decoded)
+
+    def _drain(self, frames: list[SampledFrame]) -> int:
+        """Take the frames the current decoder holds back; it is done. Returns errors (0 or 1)."""
+        errors = 0
+        try:
+            if self._decoder is not None:
+                with self.stages.measure("decode", 0):
+                    try:
+                        self._select(self._decoder.flush(), frames)
+                    except DecodeError:
+                        errors = 1
+        finally:
+            self._decoder = None
+            self._times = FrameTimes()
+        return errors
+
+    def _select(self, decoded: Sequence[DecodedFrame], frames: list[SampledFrame]) -> None:
+        self._decoded += len(decoded)
+        for frame in decoded:
+            self._corrupt += frame.is_corrupt
+            timed = self._times.frame(frame.pts)
+            if timed is not None and self.selector.take(timed[1]):
+                frames.append(self._convert(frame, *timed))
+
+    def _convert(self, frame: DecodedFrame, unit: ReceivedAccessUnit, pts: float) -> SampledFrame:
+        width, height = self.spec.input_size or (frame.width, frame.height)
+        letterbox = Letterbox.fit(frame.width, frame.height, width, height)
+        with self.stages.measure("convert"):
+            image = self._decoder.convert(frame, letterbox, self.spec.pixel_format)  # type: ignore[union-attr]
+        seq, self.next_seq = self.next_seq, self.next_seq + 1
+        return SampledFrame(self.camera, seq, pts, image, letterbox, unit.received, unit.wallclock)

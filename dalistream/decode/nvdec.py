@@ -1,0 +1,126 @@
+"""The GPU source: one NVDEC decoder per camera through PyNvVideoCodec, frames kept on the device.
+
+Each camera's access units (our own Annex-B, rebuilt from RTP) are wrapped as PyNvVideoCodec
+packets and decoded in low-latency mode: with ``DisplayDecodeLatencyType.LOW`` and every
+packet marked ``ENDOFPICTURE``, a frame of an IPPP stream comes out of the call that fed its
+access unit (``NATIVE`` would hold about four frames back). LOW assumes what IP cameras send
+(I and P frames); how NVDEC orders a B-frame stream at LOW latency is not verified.
+
+Every frame is decoded (P-frames need their references); only selected frames are copied
+out of the decoder's frame pool (which the next ``Decode`` call reuses) into a CuPy array of
+their own, in the model's channel order, at the source size: the GPU graph scales them in
+the batch. A new stream (reconnect, codec or size change) gets a new decoder, as on the CPU.
+
+Unverified on a GPU (none was available while this was written); ``tests/gpu`` and
+``scripts/gpu_check.sh`` check it against PyAV where one is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dalistream.geometry import Letterbox
+
+from .source import DecodeError, DecoderFrameSource
+
+_CODECS = {"H264": "H264", "H265": "HEVC"}
+MAX_WIDTH, MAX_HEIGHT = 4096, 2304  # the largest stream a decoder is sized for (4K DCI and UHD fit)
+
+
+@dataclass(frozen=True, slots=True)
+class NvdecFrame:
+    """A decoded frame still in the decoder's pool: valid until the decoder's next call."""
+
+    pts: int
+    width: int
+    height: int
+    view: Any  # DLPack-capable view of the pool's RGB HWC buffer
+    is_corrupt: bool = False
+
+
+class NvdecDecoder:
+    """One stream's NVDEC decoder, RGB output in device memory, low latency."""
+
+    def __init__(self, codec: str, gpu: int = 0) -> None:
+        import cupy
+        import PyNvVideoCodec as nvc
+
+        try:
+            name = _CODECS[codec]
+        except KeyError:
+            raise ValueError(f"unsupported codec {codec!r}; expected one of {', '.join(_CODECS)}") from None
+        self._nvc = nvc
+        self._cupy = cupy
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self._decoder = nvc.CreateDecoder(
+            gpuid=gpu,
+            codec=getattr(nvc.cudaVideoCodec, name),
+            cudacontext=0,
+            cudastream=self.stream.ptr,
+            usedevicememory=True,
+            maxwidth=MAX_WIDTH,
+            maxheight=MAX_HEIGHT,
+            outputColorType=nvc.OutputColorType.RGB,
+            latency=nvc.DisplayDecodeLatencyType.LOW,
+        )
+
+    def decode(self, data: bytes, tag: int) -> list[NvdecFrame]:
+        """Feed one access unit; the frames it completes (views into the pool), tagged ``tag``."""
+        buffer = np.frombuffer(data, np.uint8)
+        packet = self._nvc.PacketData()
+        packet.bsl_data = buffer.ctypes.data
+        packet.bsl = buffer.size
+        packet.pts = tag
+        packet.decode_flag = int(self._nvc.VideoPacketFlag.ENDOFPICTURE)
+        return self._run(packet)
+
+    def flush(self) -> list[NvdecFrame]:
+        """An empty packet is end-of-stream: the frames still held back."""
+        return self._run(self._nvc.PacketData())
+
+    def _run(self, packet: Any) -> list[NvdecFrame]:
+        try:
+            frames = self._decoder.Decode(packet)
+        except self._nvc.PyNvVCException as exc:
+            raise DecodeError(f"NVDEC rejected access unit: {exc}") from exc
+        out = []
+        for frame in frames:
+            height, width = frame.shape[:2]
+            out.append(NvdecFrame(int(frame.timestamp), int(width), int(height), frame))
+        return out
+
+    def convert(self, frame: NvdecFrame, letterbox: Letterbox, pixel_format: str = "bgr24") -> Any:
+        """The frame copied out of the pool: CuPy HWC uint8 at the source size, in
+        ``pixel_format``'s channel order (the copy and the channel swap are one kernel)."""
+        cupy = self._cupy
+        with self.stream:
+            pixels = cupy.from_dlpack(frame.view)
+            if pixel_format == "bgr24":
+                pixels = pixels[..., ::-1]
+            image = cupy.ascontiguousarray(pixels)
+        self.stream.synchronize()  # the pool slot may be rewritten once Decode is called again
+        return image
+
+
+class NvdecFrameSource(DecoderFrameSource):
+    """The GPU source: NVDEC through PyNvVideoCodec; selected frames stay on the device."""
+
+    def open(self, codec: str) -> NvdecDecoder:
+        return NvdecDecoder(codec)
+
+
+def decoder_engines(codec: str = "H264") -> int:
+    """NVDEC engines of GPU 0 (PyNvVideoCodec's decoder caps); 0 when they cannot be read."""
+    import PyNvVideoCodec as nvc
+
+    caps = nvc.GetDecoderCaps(
+        gpuid=0,
+        codec=getattr(nvc.cudaVideoCodec, _CODECS[codec]),
+        chromaformat=getattr(nvc.cudaVideoChromaFormat, "420"),
+        bitdepth=8,
+    )
+    return int(caps.get("num_decoder_engines", 0)) if caps.get("supported", 1) else 0
+
