@@ -1,4 +1,4 @@
-"""Letterbox pad + normalize: scaled frames in, the model's NCHW float tensor out."""
+"""Letterbox scale + pad + normalize: frames in, the model's NCHW float tensor out, on either device."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from nvidia.dali import fn, pipeline_def, types
 
 FRAMES = "frames"
 """Name of the external source fed with one HWC uint8 frame per sample."""
+WIDTHS, HEIGHTS = "widths", "heights"
+"""On the GPU: each frame's letterbox content width and height (float32 scalars per sample)."""
 
 
 @pipeline_def
@@ -18,16 +20,23 @@ def letterbox_normalize(
     mean: Sequence[float],
     std: Sequence[float],
 ):
-    """Pads each already-scaled frame to ``input_height x input_width`` at the top-left
-    corner, subtracts ``mean`` / divides by ``std`` per channel, and lays it out as CHW float32.
+    """Pads each frame to ``input_height x input_width`` at the top-left corner, subtracts
+    ``mean`` / divides by ``std`` per channel, and lays it out as CHW float32.
+
+    ``device`` "cpu": frames come from the host already scaled to their letterbox content size
+    (the CPU decoder's swscale does it with the colour conversion). ``device`` "gpu": frames
+    come on the device at their source size, with their content sizes fed to ``WIDTHS`` and
+    ``HEIGHTS``, and are scaled here (bilinear, antialiased), the whole batch at once.
+    Either way they arrive in the model's channel order.
 
     Padding is zero *after* normalization, i.e. the mean colour, which is what the detector
-    saw around images during training. ``device`` is "cpu" or "gpu"; frames are fed on the
-    host either way.
+    saw around images during training.
     """
-    frames = fn.external_source(name=FRAMES, device="cpu", layout="HWC", dtype=types.UINT8, no_copy=True)
+    frames = fn.external_source(name=FRAMES, device=device, layout="HWC", dtype=types.UINT8, no_copy=True)
     if device == "gpu":
-        frames = frames.gpu()
+        widths = fn.external_source(name=WIDTHS, device="cpu", dtype=types.FLOAT, ndim=0)
+        heights = fn.external_source(name=HEIGHTS, device="cpu", dtype=types.FLOAT, ndim=0)
+        frames = fn.resize(frames, resize_x=widths, resize_y=heights, interp_type=types.INTERP_LINEAR, antialias=True)
     return fn.crop_mirror_normalize(
         frames,
         device=device,

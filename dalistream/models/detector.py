@@ -23,8 +23,9 @@ from dalistream.pipeline.preprocess import Preprocessor
 
 
 class Detector:
-    """Frames scaled into their letterbox (HWC uint8, :attr:`pixel_format`) in, faces in source
-    pixels out.
+    """Frames (HWC uint8, :attr:`pixel_format`) in, faces in source pixels out: on the CPU,
+    NumPy frames already scaled into their letterbox; on the GPU, CuPy frames at any size,
+    scaled, normalised, inferred and reduced to faces on the device (only faces come back).
 
     ``score_threshold`` overrides the model's (``eval`` lowers it to see the whole PR curve).
     Each call measures its stages (``dali_graph``, ``inference``, ``postprocess``) into
@@ -50,7 +51,7 @@ class Detector:
         self._preprocess = Preprocessor(
             width, height, max_batch, mean=self.convention.mean, std=self.convention.std, device=plan.device
         )
-        self._engine = create_engine(model, plan.device)
+        self._engine = create_engine(model, plan.device, max_batch)
         threshold = model.score_threshold if score_threshold is None else score_threshold
         self._decoder = output_decoder(model.kind, width, height, threshold, model.nms_iou)
         self._stages = stages if stages is not None else Stages()
@@ -70,7 +71,7 @@ class Detector:
         """Run a blank batch of the largest size: the first runs allocate buffers and pick
         kernels (hundreds of ms), better before any camera's frames wait on it."""
         width, height = self.input_size
-        blank = np.zeros((height, width, 3), np.uint8)
+        blank = np.zeros((height, width, 3), np.uint8)  # copied to the device by a GPU graph
         self([blank] * self.max_batch, [Letterbox.fit(width, height, width, height)] * self.max_batch)
 
     def __call__(self, images: Sequence[np.ndarray], letterboxes: Sequence[Letterbox]) -> list[Faces]:
@@ -78,7 +79,7 @@ class Detector:
         n = len(images)
         with self._lock:
             with self._stages.measure("dali_graph", n):
-                tensor = self._preprocess(images)
+                tensor = self._preprocess(images, letterboxes)
             with self._stages.measure("inference", n):
                 outputs = self._engine(tensor)
         return self.decode(outputs, letterboxes)

@@ -1,13 +1,15 @@
-"""Runs the DALI letterbox graph on a batch of scaled frames (the graph lives in ``graphs/``)."""
+"""Runs the DALI letterbox graph on a batch of frames (the graph lives in ``graphs/``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from dalistream.geometry import Letterbox
 from dalistream.graphs import letterbox_normalize
-from dalistream.graphs.letterbox import FRAMES
+from dalistream.graphs.letterbox import FRAMES, HEIGHTS, WIDTHS
 
 _PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)  # fills a batch up to its fixed size
 
@@ -16,9 +18,12 @@ class Preprocessor:
     """Builds the letterbox graph once and turns frames into the model's input tensor.
 
     ``mean`` and ``std`` are the model's input convention, per channel of the frames fed.
-    The returned array is a view of DALI's output buffer (no copy): it stays valid until
-    the next call, so the caller must be done with it (inference) before calling again;
-    :class:`~dalistream.models.detector.Detector` keeps that rule for its callers.
+    On the CPU, frames are NumPy arrays already scaled to their letterbox content size and
+    the result is a NumPy array; on the GPU, frames are CuPy arrays (or host arrays, copied
+    up) at any size, scaled in the graph, and the result is a CuPy array on the device (no
+    host round trip). Either way the result is a view of DALI's output buffer (no copy): it
+    stays valid until the next call, so the caller must be done with it (inference) before
+    calling again; :class:`~dalistream.models.detector.Detector` keeps that rule for its callers.
 
     The graph always runs a full batch of ``max_batch`` samples, the missing ones a 1×1
     placeholder, and only the real ones are returned: fed batches of varying size, DALI 2.4's
@@ -59,20 +64,34 @@ class Preprocessor:
         )
         self._pipe.build()
 
-    def __call__(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        """``frames``: HWC uint8, each at most input height x width. Returns (N, 3, H, W) float32."""
+    def __call__(self, frames: Sequence[Any], letterboxes: Sequence[Letterbox] | None = None) -> Any:
+        """``frames``: HWC uint8. On the CPU each already fits the input (scaled); on the GPU
+        ``letterboxes[i]`` says what ``frames[i]`` is scaled to. Returns (N, 3, H, W) float32."""
         if not 0 < len(frames) <= self.max_batch:
             raise ValueError(f"batch of {len(frames)} frames; expected 1..{self.max_batch}")
         for frame in frames:
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
                 raise ValueError(f"frames must be HWC uint8 with 3 channels, got {frame.shape} {frame.dtype}")
-            if frame.shape[0] > self.input_height or frame.shape[1] > self.input_width:
-                raise ValueError(
-                    f"frame {frame.shape[1]}x{frame.shape[0]} exceeds the input "
-                    f"{self.input_width}x{self.input_height}; scale it first"
-                )
-        self._pipe.feed_input(FRAMES, [*frames, *[_PLACEHOLDER] * (self.max_batch - len(frames))])
-        (output,) = self._pipe.run()
-        if self.device == "gpu":
-            output = output.as_cpu()
-        return np.from_dlpack(output.as_tensor())[: len(frames)]
+        padding = self.max_batch - len(frames)
+        if self.device == "cpu":
+            for frame in frames:
+                if frame.shape[0] > self.input_height or frame.shape[1] > self.input_width:
+                    raise ValueError(
+                        f"frame {frame.shape[1]}x{frame.shape[0]} exceeds the input "
+                        f"{self.input_width}x{self.input_height}; scale it first"
+                    )
+            self._pipe.feed_input(FRAMES, [*frames, *[_PLACEHOLDER] * padding])
+            (output,) = self._pipe.run()
+            return np.from_dlpack(output.as_tensor())[: len(frames)]
+        if letterboxes is None or len(letterboxes) != len(frames):
+            raise ValueError("the GPU graph scales each frame: give one letterbox per frame")
+        if any((lb.input_width, lb.input_height) != (self.input_width, self.input_height) for lb in letterboxes):
+            raise ValueError(f"letterboxes must be for this graph's {self.input_width}x{self.input_height} input")
+        import cupy
+
+        self._pipe.feed_input(FRAMES, [cupy.asarray(frame) for frame in (*frames, *[_PLACEHOLDER] * padding)])
+        sizes = [(lb.content_width, lb.content_height) for lb in letterboxes] + [(1, 1)] * padding
+        self._pipe.feed_input(WIDTHS, [np.float32(width) for width, _ in sizes])
+        self._pipe.feed_input(HEIGHTS, [np.float32(height) for _, height in sizes])
+        (output,) = self._pipe.run()  # without a stream, run() returns once the outputs are ready
+        return cupy.asarray(output.as_tensor())[: len(frames)]

@@ -12,8 +12,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from dalistream.geometry import Letterbox
 
 FPS_WINDOW_S = 10.0  # analysed fps is counted over this much recent time
@@ -27,7 +25,7 @@ UNPLACED = "unplaced"  # cluster mode: no live worker has room for it
 class AnalysedFrame:
     """A camera's last analysed frame (the converted image, owned) and its record."""
 
-    image: np.ndarray
+    image: Any  # NumPy, or CuPy on the GPU
     pixel_format: str  # "bgr24" or "rgb24"
     letterbox: Letterbox
     record: dict[str, Any]

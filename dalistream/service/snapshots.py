@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dalistream.models.arrays import to_host
 from dalistream.pipeline.status import AnalysedFrame
 
 BOX_COLOUR = (0, 255, 0)
@@ -22,11 +23,13 @@ JPEG_QUALITY = 80
 
 
 def render(frame: AnalysedFrame) -> bytes:
-    """``frame`` as a JPEG at the size it was analysed at, its faces' boxes and landmarks drawn."""
-    pixels = frame.image if frame.pixel_format == "rgb24" else frame.image[..., ::-1]
+    """``frame`` as a JPEG at the size it was decoded to (the letterbox content size on the CPU,
+    the source size on the GPU), its faces' boxes and landmarks drawn."""
+    pixels = to_host(frame.image)
+    pixels = pixels if frame.pixel_format == "rgb24" else pixels[..., ::-1]
     image = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
     draw = ImageDraw.Draw(image)
-    scale_x, scale_y = frame.letterbox.scale_x, frame.letterbox.scale_y
+    scale_x, scale_y = image.width / frame.letterbox.source_width, image.height / frame.letterbox.source_height
     for face in frame.record["faces"]:
         x1, y1, x2, y2 = face["box"]
         draw.rectangle((x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y), outline=BOX_COLOUR, width=2)
