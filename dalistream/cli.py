@@ -187,7 +187,8 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from dalistream.pipeline.capacity import available_cores, plan_for
+    from dalistream.device import GPU
+    from dalistream.pipeline.capacity import available_cores, gpu_demand, plan_for, probe_gpu_resources
     from dalistream.pipeline.preflight import preflight
     from dalistream.pipeline.shape import inference_shape
 
@@ -200,6 +201,8 @@ def _check(args: argparse.Namespace) -> int:
     plain["inference_shape"] = inference_shape(config.pipeline, config.model, plan.device, available_cores()).as_dict()
     capacity = plan_for(config, plan)
     plain["capacity"] = capacity.as_dict()
+    if plan.device == GPU:
+        plain["gpu"] = gpu_demand(probe_gpu_resources(), capacity.cameras)
     print(json.dumps(plain, indent=2, default=str))
     log.info("device plan", device=plan.device, reason=plan.reason)
     (log.info if capacity.verdict == "fits" else log.warning)("capacity plan", verdict=capacity.verdict, summary=capacity.summary())

@@ -152,3 +152,14 @@ def _error_name(cuda: ctypes.CDLL, status: int) -> str:
         return name.value.decode()
     return f"CUresult {status}"
 
+
+
+def device_memory(device: str) -> dict[str, int]:
+    """Memory in use on the device the stages run on: the GPU's used and total MiB (all of
+    its processes, as nvidia-smi counts), or nothing on the CPU (the process metrics carry RSS)."""
+    if device != GPU:
+        return {}
+    import cupy
+
+    free, total = cupy.cuda.runtime.memGetInfo()
+    return {"gpu_memory_used_mib": (total - free) >> 20, "gpu_memory_total_mib": total >> 20}

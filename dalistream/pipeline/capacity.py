@@ -45,7 +45,7 @@ import av
 
 from dalistream.cache import cache_dir
 from dalistream.config import CameraConfig, Config, ConfigError, ModelConfig
-from dalistream.device import DevicePlan
+from dalistream.device import GPU, DevicePlan, device_memory
 from dalistream.ingest.files import RAW_FORMATS
 from dalistream.metrics import StageCost
 
@@ -426,3 +426,47 @@ def admission(
     """None when ``candidate`` fits beside ``plan``'s cameras (or there is no cost model to
     judge by), else the reason it does not; see :meth:`CapacityPlan.admit`."""
     return plan.admit(camera_load(candidate, plan.detect_fps, _probe(candidate, probe)))
+
+
+@dataclass(frozen=True, slots=True)
+class GpuResources:
+    """What the GPU offers the cameras: its video decoders and memory (probed, not estimated)."""
+
+    name: str
+    nvdec_engines: int
+    memory_total_mib: int
+    memory_free_mib: int
+
+
+def gpu_demand(resources: GpuResources, cameras: Sequence[CameraLoad]) -> dict[str, Any]:
+    """The camera list against the GPU's NVDEC engines and memory.
+
+    Facts only: every frame of every camera is decoded, so the decoders' load is the streams'
+    pixel rate, shown per engine; no GPU cost model is invented to turn it into a verdict
+    (``bench`` on the GPU measures what it holds).
+    """
+    engines = resources.nvdec_engines
+    pixel_rate = sum(load.shape.mpixels * load.shape.fps for load in cameras)
+    return {
+        "gpu": resources.name,
+        "nvdec_engines": engines,
+        "memory_total_mib": resources.memory_total_mib,
+        "memory_free_mib": resources.memory_free_mib,
+        "cameras": len(cameras),
+        "decode_mpixels_per_s": round(pixel_rate, 1),
+        "cameras_per_nvdec": round(len(cameras) / engines, 1) if engines else None,
+        "decode_mpixels_per_s_per_nvdec": round(pixel_rate / engines, 1) if engines else None,
+    }
+
+
+def probe_gpu_resources() -> GpuResources:
+    """GPU 0's name, NVDEC engine count (PyNvVideoCodec's decoder caps) and memory (CuPy)."""
+    import cupy
+
+    from dalistream.decode.nvdec import decoder_engines
+
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    memory = device_memory(GPU)
+    total = memory["gpu_memory_total_mib"]
+    return GpuResources(name, decoder_engines(), total, total - memory["gpu_memory_used_mib"])

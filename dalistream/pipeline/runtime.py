@@ -28,7 +28,7 @@ import structlog
 from dalistream import records
 from dalistream.config import CameraConfig, Config
 from dalistream.decode import Decoded, FrameSource, FrameSpec, SampledFrame, StreamStart, create_source
-from dalistream.device import DevicePlan
+from dalistream.device import DevicePlan, device_memory
 from dalistream.ingest import Ingest, ReceivedAccessUnit, ingest_for
 from dalistream.metrics import Latencies, Stages, Telemetry
 from dalistream.models.detector import Detector
@@ -374,6 +374,7 @@ class Runtime:
             ThreadPoolExecutor(self.shape.workers, thread_name_prefix="infer") as infer_pool,
         ):
             detectors = await asyncio.gather(*(loop.run_in_executor(infer_pool, self._detector) for _ in range(self.shape.workers)))
+            log.info("detectors ready", workers=len(detectors), **device_memory(self.plan.device))
             self._writer.start()
             self._decode_pool = decode_pool
             for state in self._cameras.values():

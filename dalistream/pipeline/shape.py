@@ -8,7 +8,10 @@ the whole batch, and one session's thread pool parallelises a convolution worse 
 side by side do whole frames (on the 2-core machine: two one-thread sessions ran 13–15 frames/s,
 one two-thread session 8–11). So the CPU default is single-frame batches on one detector per
 core, each session on one thread; consecutive frames overlap their preprocessing, inference and
-postprocessing. A GPU wants the opposite: one detector, large batches.
+postprocessing. A GPU wants the opposite: large batches, and two detectors (each its own
+DALI graph, engine stream and CuPy postprocess) so batches are double-buffered: while one
+batch is scaled and inferred on the device, the other's faces are reduced, copied back and
+written, and the GPU is not left idle by the host's share of each batch.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dalistream.config import ModelConfig, PipelineConfig
 from dalistream.device import GPU
 
 GPU_MAX_BATCH = 8  # the default TensorRT profile's largest batch
+GPU_WORKERS = 2  # batches in flight on the GPU: double-buffered
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,6 @@ class InferenceShape:
 def inference_shape(pipeline: PipelineConfig, model: ModelConfig, device: str, cores: int) -> InferenceShape:
     """The shape for ``device`` on ``cores`` cores; configured values (non-zero) win."""
     if device == GPU:
-        return InferenceShape(pipeline.infer_workers or 1, pipeline.max_batch or GPU_MAX_BATCH, model.intra_op_threads)
+        return InferenceShape(pipeline.infer_workers or GPU_WORKERS, pipeline.max_batch or GPU_MAX_BATCH, model.intra_op_threads)
     workers = pipeline.infer_workers or cores
     return InferenceShape(workers, pipeline.max_batch or 1, model.intra_op_threads or max(1, cores // workers))

@@ -17,7 +17,7 @@ from dalistream.config import ConfigError, ModelConfig, from_mapping
 from dalistream.device import CPU_PLAN, DevicePlan
 from dalistream.metrics import StageCost
 from dalistream.pipeline import capacity
-from dalistream.pipeline.capacity import CostsMissing, CostTable, StreamShape
+from dalistream.pipeline.capacity import CameraLoad, CostsMissing, CostTable, GpuResources, StreamShape, gpu_demand
 
 # The shipped defaults (README "Capacity plan"): 25 fps × (4.4 ms decode + 0.4 ms event loop) + 5 fps × 34.08 ms analysis.
 SHIPPED_CAMERA_CORES = (25 * (1920 * 1080 / 1e6 * 2.12 + 0.4) + 5 * (3.8 + 1.0 + 29.0 + 0.22 + 0.06)) / 1e3
@@ -208,3 +208,13 @@ def test_new_keys_are_validated(camera: dict, pipeline: dict, message: str):
     with pytest.raises(ConfigError) as error:
         site(1, pipeline=pipeline, **camera)
     assert str(error.value) == message
+
+
+def test_gpu_demand_sets_the_cameras_against_the_decoders_and_memory() -> None:
+    a10 = GpuResources("NVIDIA A10", 2, 22_731, 22_000)
+    loads = [CameraLoad(f"c{i}", StreamShape(1920, 1080, 25.0, "assumed", "assumed"), 5.0) for i in range(70)]
+    demand = gpu_demand(a10, loads)
+    assert demand["cameras"] == 70 and demand["cameras_per_nvdec"] == 35.0
+    assert demand["decode_mpixels_per_s"] == round(70 * 1920 * 1080 * 25 / 1e6, 1)
+    assert demand["decode_mpixels_per_s_per_nvdec"] == round(demand["decode_mpixels_per_s"] / 2, 1)
+    assert gpu_demand(GpuResources("x", 0, 1, 1), loads)["cameras_per_nvdec"] is None

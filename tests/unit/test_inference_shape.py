@@ -15,8 +15,8 @@ from dalistream.pipeline.shape import InferenceShape, inference_shape
         ({"infer_workers": 3}, {}, "cpu", 2, InferenceShape(3, 1, 1)),
         ({"infer_workers": 1, "max_batch": 8}, {"intra_op_threads": 0}, "cpu", 2, InferenceShape(1, 8, 2)),
         ({"max_batch": 4}, {"intra_op_threads": 3}, "cpu", 2, InferenceShape(2, 4, 3)),  # configured values win
-        ({}, {}, "gpu", 16, InferenceShape(1, 8, 0)),  # one detector, large batches
-        ({"infer_workers": 2, "max_batch": 16}, {}, "gpu", 16, InferenceShape(2, 16, 0)),
+        ({}, {}, "gpu", 16, InferenceShape(2, 8, 0)),  # two detectors (double-buffered), large batches
+        ({"infer_workers": 1, "max_batch": 16}, {}, "gpu", 16, InferenceShape(1, 16, 0)),
     ],
 )
 def test_shape(pipeline, model, device, cores, expected):
