@@ -33,6 +33,7 @@ def _doc(text: str, **kwargs: Any) -> Any:
 class PipelineConfig:
     device: str = _doc('"auto" (the GPU when the machine and this build can use one, else the CPU), "cpu" or "gpu".', default="auto")
     detect_fps: float = _doc("Frames analysed per second per camera, chosen by timestamp.", default=5.0)
+    gpu_decode: str = _doc('On the GPU: "nvdec" (a decoder per camera, each frame out as its access unit arrives) or "dali-gop" (closed GOPs decoded whole by DALI: throughput, at up to one GOP of latency).', default="nvdec")
     max_batch: int = _doc("Most frames (across cameras) in one inference batch (0 = by device: 1 on the CPU, where batching buys ONNX Runtime no speed and costs latency; 8 on the GPU).", default=0)
     infer_workers: int = _doc("Inference batches run at once, each by its own detector (0 = by device: one per CPU core on the CPU, 2 on the GPU: batches double-buffered).", default=0)
     max_wait_ms: float = _doc("Longest a frame waits for its batch to fill.", default=20.0)
@@ -45,6 +46,7 @@ class PipelineConfig:
 
     def validate(self, key: str) -> None:
         _choice(f"{key}.device", self.device, ("auto", "cpu", "gpu"))
+        _choice(f"{key}.gpu_decode", self.gpu_decode, ("nvdec", "dali-gop"))
         _positive(f"{key}.detect_fps", self.detect_fps)
         _at_least(f"{key}.max_batch", self.max_batch, 0)
         _at_least(f"{key}.infer_workers", self.infer_workers, 0)

@@ -1,4 +1,4 @@
-"""Per-camera frame sources (see :mod:`.source`), one implementation per device in :data:`SOURCES`."""
+"""Per-camera frame sources (see :mod:`.source`): the implementations of each device in :data:`SOURCES`."""
 
 from __future__ import annotations
 
@@ -7,25 +7,39 @@ from collections.abc import Mapping
 from dalistream.device import CPU, GPU, DeviceError
 from dalistream.metrics import Stages
 
+from .gop import DaliGopFrameSource
 from .nvdec import NvdecFrameSource
 from .pyav import PyAvDecoder, PyAvFrameSource
 from .source import DecodeError, Decoded, FrameSelector, FrameSource, FrameSpec, SampledFrame, StreamStart
 
-SOURCES: Mapping[str, type[FrameSource]] = {CPU: PyAvFrameSource, GPU: NvdecFrameSource}
-"""The frame source for each device this build can decode on."""
+SOURCES: Mapping[str, Mapping[str, type[FrameSource]]] = {
+    CPU: {"pyav": PyAvFrameSource},
+    GPU: {"nvdec": NvdecFrameSource, "dali-gop": DaliGopFrameSource},
+}
+"""The frame sources of each device this build can decode on, by name; the first is the default."""
 
 
-def create_source(device: str, camera: str, selector: FrameSelector, spec: FrameSpec, stages: Stages) -> FrameSource:
-    """``camera``'s frame source on ``device``."""
+def create_source(
+    device: str,
+    camera: str,
+    selector: FrameSelector,
+    spec: FrameSpec,
+    stages: Stages,
+    gpu_decode: str = "nvdec",
+) -> FrameSource:
+    """``camera``'s frame source on ``device``: the one ``gpu_decode`` names where the device
+    has it (the GPU), else the device's default."""
     try:
-        source = SOURCES[device]
+        sources = SOURCES[device]
     except KeyError:
         raise DeviceError(f"no frame source for device {device!r} in this build") from None
+    source = sources.get(gpu_decode) or next(iter(sources.values()))
     return source(camera, selector, spec, stages)
 
 
 __all__ = [
     "SOURCES",
+    "DaliGopFrameSource",
     "DecodeError",
     "Decoded",
     "FrameSelector",

@@ -1,0 +1,179 @@
+"""The ``dali-gop`` GPU source: each camera's closed GOPs decoded whole by DALI's video decoder.
+
+``pipeline.gpu_decode = "dali-gop"``. A :class:`GopAssembler` groups a camera's access units
+into GOPs (a key unit, which carries SPS/PPS, opens one; the next key unit or the stream's end
+closes it). A closed GOP is one self-contained Annex-B sample: the sampler picks its frames by
+presentation time, and DALI's mixed video decoder (NVDEC underneath) decodes the sample and
+returns only those frames, so the decoder keeps no state between samples. That suits
+throughput — GOPs of many cameras are independent work — at the price of latency: a frame
+leaves when its GOP has closed, up to one GOP interval (typically 1–2 s) after it was sent.
+``"nvdec"`` (the default, :mod:`.nvdec`) keeps a decoder per camera and delivers each frame as
+its access unit arrives; prefer it for live monitoring, and ``dali-gop`` for recorded clips or
+where records may lag by a GOP.
+
+GOP assembly is pure and tested on the CPU; the decode is unverified on a GPU.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dalistream.geometry import Letterbox
+from dalistream.ingest.sink import ReceivedAccessUnit
+from dalistream.metrics import Stages
+
+from .source import Decoded, FrameSelector, FrameSource, FrameSpec, SampledFrame, StreamStart
+
+MAX_GOP_UNITS = 600  # 24 s at 25 fps: a longer GOP keeps this many units, the tail is dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Gop:
+    """A closed GOP: its access units in decode order, the first a key unit."""
+
+    codec: str
+    units: tuple[ReceivedAccessUnit, ...]
+
+    @property
+    def data(self) -> bytes:
+        """The GOP as one Annex-B elementary stream."""
+        return b"".join(unit.data for unit in self.units)
+
+    def display_order(self) -> list[ReceivedAccessUnit]:
+        """The units in presentation order (by pts; equal pts keep decode order): the decoder
+        returns frame ``i`` for ``display_order()[i]``."""
+        return sorted(self.units, key=lambda unit: unit.pts)
+
+
+class GopAssembler:
+    """One camera's access units, grouped into closed GOPs (see the module docstring).
+
+    Units before the first key unit of a stream cannot be decoded and are counted in
+    :attr:`dropped`, as are the units past ``max_units`` of an overlong GOP (which keeps its
+    first ``max_units`` and closes at the next key unit, as any other).
+    """
+
+    def __init__(self, max_units: int = MAX_GOP_UNITS) -> None:
+        if max_units < 1:
+            raise ValueError(f"max_units must be >= 1, got {max_units}")
+        self.max_units = max_units
+        self.dropped = 0
+        self._codec: str | None = None
+        self._units: list[ReceivedAccessUnit] = []
+
+    def start(self, codec: str) -> Gop | None:
+        """A new stream of ``codec`` begins; returns the previous stream's last GOP."""
+        gop = self._close()
+        self._codec = codec
+        return gop
+
+    def add(self, unit: ReceivedAccessUnit) -> Gop | None:
+        """Take the next unit (decode order); returns the GOP it closes, if any."""
+        if self._codec is None:
+            raise RuntimeError("access unit before the stream started")
+        if unit.key:
+            gop = self._close()
+            self._units = [unit]
+            return gop
+        if not self._units or len(self._units) >= self.max_units:
+            self.dropped += 1
+            return None
+        self._units.append(unit)
+        return None
+
+    def finish(self) -> Gop | None:
+        """The stream ended: its last GOP."""
+        return self._close()
+
+    def _close(self) -> Gop | None:
+        units, self._units = self._units, []
+        if not units or self._codec is None:
+            return None
+        return Gop(self._codec, tuple(units))
+
+
+class _Decoder(threading.local):
+    """One built GOP-decoding pipeline per decode thread (a pipeline runs one call at a time)."""
+
+    pipe: Any = None
+
+
+class DaliGopFrameSource(FrameSource):
+    """The ``dali-gop`` source (see the module docstring). Frames are CuPy arrays at the source
+    size in the model's channel order, like :class:`~dalistream.decode.nvdec.NvdecFrameSource`'s."""
+
+    _pipelines = _Decoder()
+
+    def __init__(self, camera: str, selector: FrameSelector, spec: FrameSpec, stages: Stages) -> None:
+        super().__init__(camera, selector, spec, stages)
+        self._gops = GopAssembler()
+
+    def process(self, items: Sequence[StreamStart | ReceivedAccessUnit]) -> Decoded:
+        frames: list[SampledFrame] = []
+        errors = decoded = 0
+        dropped = self._gops.dropped
+        for item in items:
+            if isinstance(item, StreamStart):
+                gop = self._gops.start(item.codec)
+                if gop is not None:
+                    decoded_now, failed = self._decode(gop, frames)
+                    decoded, errors = decoded + decoded_now, errors + failed
+                self.selector.reset()
+                continue
+            gop = self._gops.add(item)
+            if gop is not None:
+                decoded_now, failed = self._decode(gop, frames)
+                decoded, errors = decoded + decoded_now, errors + failed
+        return Decoded(frames, errors + self._gops.dropped - dropped, 0, decoded)
+
+    def finish(self) -> Decoded:
+        frames: list[SampledFrame] = []
+        gop = self._gops.finish()
+        decoded, errors = self._decode(gop, frames) if gop is not None else (0, 0)
+        return Decoded(frames, errors, 0, decoded)
+
+    def _decode(self, gop: Gop, frames: list[SampledFrame]) -> tuple[int, int]:
+        """Decode the frames of ``gop`` the selector takes; (frames decoded, units rejected)."""
+        order = gop.display_order()
+        wanted = [index for index, unit in enumerate(order) if self.selector.take(unit.pts)]
+        if not wanted:
+            return 0, 0  # stateless: a GOP with no frame to analyse is not decoded at all
+        with self.stages.measure("decode", len(gop.units)):
+            try:
+                images = self._run(gop, wanted)
+            except RuntimeError:  # DALI reports an undecodable sample as RuntimeError
+                return 0, len(gop.units)
+        for index, image in zip(wanted, images, strict=True):
+            unit = order[index]
+            height, width = image.shape[:2]
+            input_width, input_height = self.spec.input_size or (width, height)
+            letterbox = Letterbox.fit(width, height, input_width, input_height)
+            with self.stages.measure("convert"):
+                pixels = image[..., ::-1] if self.spec.pixel_format == "bgr24" else image
+                owned = pixels.copy()  # DALI reuses its output buffer on the next run
+            seq, self.next_seq = self.next_seq, self.next_seq + 1
+            frames.append(SampledFrame(self.camera, seq, unit.pts, owned, letterbox, unit.received, unit.wallclock))
+        return len(gop.units), 0
+
+    def _run(self, gop: Gop, wanted: list[int]) -> Any:
+        import cupy
+
+        from dalistream.graphs import gop_decode
+        from dalistream.graphs.gop import FRAMES, GOP
+
+        if self._pipelines.pipe is None:
+            pipe = gop_decode(batch_size=1, num_threads=1, device_id=0, prefetch_queue_depth=1,
+                              exec_async=False, exec_pipelined=False)
+            pipe.build()
+            self._pipelines.pipe = pipe
+        pipe = self._pipelines.pipe
+        encoded = np.frombuffer(gop.data, np.uint8)  # fed without a copy: alive until run() returns
+        pipe.feed_input(GOP, [encoded])
+        pipe.feed_input(FRAMES, [np.asarray(wanted, np.int32)])
+        (output,) = pipe.run()
+        return cupy.asarray(output.as_tensor())[0]  # (frames, H, W, 3) of the one sample
