@@ -19,21 +19,22 @@ def letterbox_normalize(
     input_height: int,
     mean: Sequence[float],
     std: Sequence[float],
+    scale: bool,
 ):
     """Pads each frame to ``input_height x input_width`` at the top-left corner, subtracts
     ``mean`` / divides by ``std`` per channel, and lays it out as CHW float32.
 
-    ``device`` "cpu": frames come from the host already scaled to their letterbox content size
-    (the CPU decoder's swscale does it with the colour conversion). ``device`` "gpu": frames
-    come on the device at their source size, with their content sizes fed to ``WIDTHS`` and
+    Frames are fed on ``device`` ("cpu": host arrays; "gpu": device arrays), in the model's
+    channel order. Without ``scale`` they arrive already scaled to their letterbox content size
+    (the CPU decoder's swscale does it with the colour conversion); with ``scale`` (the GPU
+    path) they arrive at their source size, with their content sizes fed to ``WIDTHS`` and
     ``HEIGHTS``, and are scaled here (bilinear, antialiased), the whole batch at once.
-    Either way they arrive in the model's channel order.
 
     Padding is zero *after* normalization, i.e. the mean colour, which is what the detector
     saw around images during training.
     """
     frames = fn.external_source(name=FRAMES, device=device, layout="HWC", dtype=types.UINT8, no_copy=True)
-    if device == "gpu":
+    if scale:
         widths = fn.external_source(name=WIDTHS, device="cpu", dtype=types.FLOAT, ndim=0)
         heights = fn.external_source(name=HEIGHTS, device="cpu", dtype=types.FLOAT, ndim=0)
         frames = fn.resize(frames, resize_x=widths, resize_y=heights, interp_type=types.INTERP_LINEAR, antialias=True)

@@ -20,8 +20,8 @@ class Preprocessor:
     ``mean`` and ``std`` are the model's input convention, per channel of the frames fed.
     On the CPU, frames are NumPy arrays already scaled to their letterbox content size and
     the result is a NumPy array; on the GPU, frames are CuPy arrays (or host arrays, copied
-    up) at any size, scaled in the graph, and the result is a CuPy array on the device (no
-    host round trip). Either way the result is a view of DALI's output buffer (no copy): it
+    up) at any size, scaled in the graph (``scale``, the GPU's default; the CPU graph can
+    scale too), and the result is a CuPy array on the device (no host round trip). Either way the result is a view of DALI's output buffer (no copy): it
     stays valid until the next call, so the caller must be done with it (inference) before
     calling again; :class:`~dalistream.models.detector.Detector` keeps that rule for its callers.
 
@@ -41,11 +41,13 @@ class Preprocessor:
         mean: Sequence[float],
         std: Sequence[float],
         device: str = "cpu",
+        scale: bool | None = None,
         num_threads: int = 1,
     ) -> None:
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
         self.device = device
+        self.scale = device == "gpu" if scale is None else scale
         self.input_width = input_width
         self.input_height = input_height
         self.max_batch = max_batch
@@ -55,6 +57,7 @@ class Preprocessor:
             input_height=input_height,
             mean=mean,
             std=std,
+            scale=self.scale,
             batch_size=max_batch,
             num_threads=num_threads,
             device_id=0 if device == "gpu" else None,
@@ -65,7 +68,7 @@ class Preprocessor:
         self._pipe.build()
 
     def __call__(self, frames: Sequence[Any], letterboxes: Sequence[Letterbox] | None = None) -> Any:
-        """``frames``: HWC uint8. On the CPU each already fits the input (scaled); on the GPU
+        """``frames``: HWC uint8. Without :attr:`scale` each already fits the input; with it
         ``letterboxes[i]`` says what ``frames[i]`` is scaled to. Returns (N, 3, H, W) float32."""
         if not 0 < len(frames) <= self.max_batch:
             raise ValueError(f"batch of {len(frames)} frames; expected 1..{self.max_batch}")
@@ -73,25 +76,28 @@ class Preprocessor:
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
                 raise ValueError(f"frames must be HWC uint8 with 3 channels, got {frame.shape} {frame.dtype}")
         padding = self.max_batch - len(frames)
-        if self.device == "cpu":
+        if self.scale:
+            if letterboxes is None or len(letterboxes) != len(frames):
+                raise ValueError("the graph scales each frame: give one letterbox per frame")
+            if any((lb.input_width, lb.input_height) != (self.input_width, self.input_height) for lb in letterboxes):
+                raise ValueError(f"letterboxes must be for this graph's {self.input_width}x{self.input_height} input")
+            sizes = [(lb.content_width, lb.content_height) for lb in letterboxes] + [(1, 1)] * padding
+            self._pipe.feed_input(WIDTHS, [np.array(width, np.float32) for width, _ in sizes])
+            self._pipe.feed_input(HEIGHTS, [np.array(height, np.float32) for _, height in sizes])
+        else:
             for frame in frames:
                 if frame.shape[0] > self.input_height or frame.shape[1] > self.input_width:
                     raise ValueError(
                         f"frame {frame.shape[1]}x{frame.shape[0]} exceeds the input "
                         f"{self.input_width}x{self.input_height}; scale it first"
                     )
-            self._pipe.feed_input(FRAMES, [*frames, *[_PLACEHOLDER] * padding])
+        batch = [*frames, *[_PLACEHOLDER] * padding]
+        if self.device == "cpu":
+            self._pipe.feed_input(FRAMES, batch)
             (output,) = self._pipe.run()
             return np.from_dlpack(output.as_tensor())[: len(frames)]
-        if letterboxes is None or len(letterboxes) != len(frames):
-            raise ValueError("the GPU graph scales each frame: give one letterbox per frame")
-        if any((lb.input_width, lb.input_height) != (self.input_width, self.input_height) for lb in letterboxes):
-            raise ValueError(f"letterboxes must be for this graph's {self.input_width}x{self.input_height} input")
         import cupy
 
-        self._pipe.feed_input(FRAMES, [cupy.asarray(frame) for frame in (*frames, *[_PLACEHOLDER] * padding)])
-        sizes = [(lb.content_width, lb.content_height) for lb in letterboxes] + [(1, 1)] * padding
-        self._pipe.feed_input(WIDTHS, [np.float32(width) for width, _ in sizes])
-        self._pipe.feed_input(HEIGHTS, [np.float32(height) for _, height in sizes])
+        self._pipe.feed_input(FRAMES, [cupy.asarray(frame) for frame in batch])
         (output,) = self._pipe.run()  # without a stream, run() returns once the outputs are ready
         return cupy.asarray(output.as_tensor())[: len(frames)]

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from dalistream.device import device_memory
 from dalistream.pipeline.runtime import LOSS_KEYS, Runtime
 from dalistream.pipeline.status import STREAMING
 
@@ -78,6 +79,8 @@ class RuntimeCollector(Collector):
         yield CounterMetricFamily("dalistream_output_records_lost", "Records that never reached the output.", value=runtime.records_lost)
         yield GaugeMetricFamily("dalistream_output_records_queued", "Records waiting for the disk.", value=runtime.output_queued)
         yield GaugeMetricFamily("dalistream_output_ok", "0 while records are not reaching the output.", value=float(runtime.output_problem is None))
+        for name, mib in device_memory(runtime.plan.device).items():  # the GPU's; nothing on the CPU
+            yield GaugeMetricFamily(f"dalistream_{name.removesuffix('_mib')}_bytes", "GPU memory (all its processes).", value=mib << 20)
 
 
 def metrics_registry(runtime: Runtime) -> CollectorRegistry:

@@ -1,8 +1,11 @@
 """The DALI letterbox graph against a NumPy reference, and its zero-copy output."""
 
+import av
 import numpy as np
 import pytest
 
+from dalistream.decode.pyav import PyAvDecoder
+from dalistream.geometry import Letterbox
 from dalistream.models.retinaface import RETINAFACE_MEAN_BGR, RETINAFACE_STD
 from dalistream.pipeline.preprocess import Preprocessor
 
@@ -46,3 +49,23 @@ def test_output_is_a_view_of_dali_memory():
 def test_rejects_bad_batches(frames, message):
     with pytest.raises(ValueError, match=message):
         Preprocessor(64, 64, max_batch=2, mean=RETINAFACE_MEAN_BGR, std=RETINAFACE_STD)(frames)
+
+
+def test_scaling_in_the_graph_matches_the_decoders_scaling():
+    """The GPU path scales in the graph (fn.resize to each letterbox); the same graph on the CPU
+    must land each frame where swscale's does, at nearly the same pixels."""
+    rng = np.random.default_rng(1)
+    smooth = [np.kron(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8))
+              for h, w in [(1080, 1920), (480, 640), (1504, 1000)]]
+    letterboxes = [Letterbox.fit(f.shape[1], f.shape[0], 320, 192) for f in smooth]
+    scaling = Preprocessor(320, 192, max_batch=4, mean=(0, 0, 0), std=(1, 1, 1), scale=True)
+    scaled = np.array(scaling(smooth, letterboxes))
+    swscaled = [PyAvDecoder.convert(av.VideoFrame.from_ndarray(f, format="rgb24"), lb, "rgb24") for f, lb in zip(smooth, letterboxes)]
+    plain = Preprocessor(320, 192, max_batch=4, mean=(0, 0, 0), std=(1, 1, 1))(swscaled)
+    for image, lb in enumerate(letterboxes):
+        inside = (slice(None), slice(0, lb.content_height), slice(0, lb.content_width))
+        assert np.abs(scaled[image][inside] - plain[image][inside]).mean() < 4.0
+        outside = scaled[image][:, lb.content_height:, :], scaled[image][:, :, lb.content_width:]
+        assert all(np.all(part == 0) for part in outside)
+    with pytest.raises(ValueError, match="one letterbox per frame"):
+        scaling(smooth)
