@@ -69,7 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--sweep", type=_counts, metavar="N,N,...",
                        help="run each camera count in turn (e.g. 4,6,8,10,12): one row per count and the largest held")
     bench.add_argument("--warmup", type=float, metavar="S", help="seconds run before the measured window (default: 5 with --sweep, else 0)")
-    bench.add_argument("--precision", choices=["fp32", "int8"], help="model.precision (int8 needs frames in --calib-dir)")
+    bench.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="model.precision (int8 needs frames in --calib-dir; fp16 the GPU)")
+    bench.add_argument("--device", choices=["auto", "cpu", "gpu"], help="pipeline.device (default cpu)")
+    bench.add_argument("--engine", choices=["auto", "onnxruntime", "tensorrt", "torch"], help="model.engine (default auto)")
+    bench.add_argument("--gpu-decode", choices=["nvdec", "dali-gop"], help="pipeline.gpu_decode (default nvdec)")
     bench.add_argument("--calib-dir", type=Path, help="model.calib_dir for --precision int8 (default: calib_data)")
     bench.add_argument("--input", type=_size, metavar="WxH", help="model.input (default 960x544)")
     check = commands.add_parser("check", help="validate a config file, resolve the device plan, print both")
@@ -165,20 +168,21 @@ def _local(args: argparse.Namespace) -> int:
         log.error("--cameras must be at least 1")
         return 2
     bench = args.command == "bench"
-    model = {}
+    model, pipeline = {}, {}
     if bench:
         model = {key: value for key, value in (("precision", args.precision), ("calib_dir", args.calib_dir and str(args.calib_dir)),
-                                                ("input", args.input and list(args.input))) if value is not None}
+                                                ("input", args.input and list(args.input)), ("engine", args.engine)) if value is not None}
+        pipeline = {key: value for key, value in (("device", args.device), ("gpu_decode", args.gpu_decode)) if value is not None}
         if args.sweep:
             from dalistream.tools.bench import sweep, table
 
             report = sweep(args.sweep, args.duration, 5.0 if args.warmup is None else args.warmup, args.out,
-                           source=args.source, transport=args.transport, pace=args.pace, model=model)
+                           source=args.source, transport=args.transport, pace=args.pace, model=model, pipeline=pipeline)
             print(json.dumps(report) if args.json else table(report))
             return 0
     with Progress("bench", "s") if bench else contextlib.nullcontext() as progress:
         report = run_local(args.cameras, args.duration, args.out, args.transport, source=args.source, pace=args.pace,
-                           warmup_s=(args.warmup or 0.0) if bench else 0.0, model=model, progress=progress,
+                           warmup_s=(args.warmup or 0.0) if bench else 0.0, model=model, pipeline=pipeline, progress=progress,
                            store_costs=bench)
     if args.command == "demo" and not args.json:
         report = {key: report[key] for key in ("cameras", "recall", "run") if key in report}

@@ -59,21 +59,14 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
 def batched_nms(boxes: Any, scores: Any, groups: Any, iou_threshold: float) -> Any:
     """NMS run independently within each group id; CuPy inputs go to :func:`matrix_nms`.
 
-    On the host it is one :func:`nms` call: every group is shifted along both axes by a multiple of the span of all boxes, so
-    boxes of different groups can never overlap. ``groups`` holds one integer id per
+    On the host it is one :func:`nms` call: every group is shifted along both axes by a
+    multiple of the span of all boxes, so boxes of different groups can never overlap. ``groups`` holds one integer id per
     box (for example the image index in a batch). Returns kept indices in descending
     score order across all groups.
     """
     if array_module(boxes) is not np:
         return matrix_nms(boxes, scores, groups, iou_threshold)
-    boxes = np.asarray(boxes, dtype=np.float64)
-    scores = np.asarray(scores)
-    groups = np.asarray(groups)
-    _check_inputs(boxes, scores, iou_threshold)
-    if groups.shape != (boxes.shape[0],):
-        raise ValueError(f"groups must have shape ({boxes.shape[0]},) to match boxes, got {groups.shape}")
-    if not np.issubdtype(groups.dtype, np.integer):
-        raise ValueError(f"groups must hold integer ids, got dtype {groups.dtype}")
+    boxes, scores, groups = _grouped(boxes, scores, groups, iou_threshold)
     if boxes.shape[0] == 0:
         return np.empty(0, dtype=np.intp)
     _, dense_groups = np.unique(groups, return_inverse=True)
@@ -94,12 +87,7 @@ def matrix_nms(boxes: Any, scores: Any, groups: Any, iou_threshold: float) -> An
     Returns kept indices in descending score order across all groups.
     """
     xp = array_module(boxes)
-    boxes = xp.asarray(boxes, dtype=xp.float64)
-    scores = xp.asarray(scores)
-    groups = xp.asarray(groups)
-    _check_inputs(boxes, scores, iou_threshold)
-    if groups.shape != (boxes.shape[0],):
-        raise ValueError(f"groups must have shape ({boxes.shape[0]},) to match boxes, got {groups.shape}")
+    boxes, scores, groups = _grouped(boxes, scores, groups, iou_threshold)
     if boxes.shape[0] == 0:
         return xp.empty(0, dtype=xp.intp)
     kept = [
@@ -108,6 +96,18 @@ def matrix_nms(boxes: Any, scores: Any, groups: Any, iou_threshold: float) -> An
     ]
     kept = xp.concatenate(kept)
     return kept[_descending(scores[kept], kept)]
+
+
+def _grouped(boxes: Any, scores: Any, groups: Any, iou_threshold: float) -> tuple[Any, Any, Any]:
+    """The inputs of a batched NMS as arrays of their module (boxes in float64), checked."""
+    xp = array_module(boxes)
+    boxes, scores, groups = xp.asarray(boxes, dtype=xp.float64), xp.asarray(scores), xp.asarray(groups)
+    _check_inputs(boxes, scores, iou_threshold)
+    if groups.shape != (boxes.shape[0],):
+        raise ValueError(f"groups must have shape ({boxes.shape[0]},) to match boxes, got {groups.shape}")
+    if not np.issubdtype(groups.dtype, np.integer):  # CuPy dtypes are NumPy dtypes
+        raise ValueError(f"groups must hold integer ids, got dtype {groups.dtype}")
+    return boxes, scores, groups
 
 
 def _descending(scores: Any, positions: Any) -> Any:

@@ -52,6 +52,7 @@ def sweep(
     transport: str = "tcp",
     pace: str = "realtime",
     model: Mapping[str, Any] | None = None,
+    pipeline: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run each camera count in turn (a fresh server and runtime each time); the rows and the
     largest count held (0 when none was)."""
@@ -60,7 +61,7 @@ def sweep(
     with Progress("bench --sweep", "s") as progress:
         for done, cameras in enumerate(counts):
             report = run_local(cameras, duration_s, out / f"{cameras}", transport, source=source, pace=pace,
-                               warmup_s=warmup_s, model=model,
+                               warmup_s=warmup_s, model=model, pipeline=pipeline,
                                progress=_Leg(progress, done * run_s, len(counts) * run_s, f"{cameras} cameras"))
             row = report["window"]
             rows.append({**row, "held": held(row)})
@@ -69,6 +70,7 @@ def sweep(
         "duration_s": duration_s,
         "warmup_s": warmup_s,
         "model": dict(model or {}),
+        "pipeline": dict(pipeline or {}),
         "rows": rows,
         "held": max((row["cameras"] for row in rows if row["held"]), default=0),
     }

@@ -1,0 +1,203 @@
+"""The GPU stages against their CPU counterparts, on the sample clip: NMS and the face decoder on
+CuPy arrays, the torch engine in FP16, the DALI GPU letterbox, NVDEC decoding, and the service
+end to end on the GPU (each skips, saying why, without CUDA or the package it needs)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from model_inputs import INPUT, clip_frames, model_input
+from pipeline_runs import run_pipeline
+
+from dalistream.decode.pyav import PyAvDecoder
+from dalistream.engine.onnxruntime import OnnxRuntimeEngine
+from dalistream.geometry import Letterbox
+from dalistream.ingest.files import ClipReader
+from dalistream.models.arrays import to_host
+from dalistream.models.kinds import RETINAFACE_INPUT, output_decoder
+from dalistream.models.nms import batched_nms, matrix_nms
+from dalistream.tools.demo import demo_config, summarize
+from dalistream.tools.groundtruth import ClipTruth, iou_matrix
+
+pytestmark = pytest.mark.gpu
+
+SCORE_THRESHOLD, NMS_IOU = 0.5, 0.4  # the default model.score_threshold and model.nms_iou
+
+
+def cuda() -> ModuleType:
+    """CuPy with at least one CUDA device, or skip saying what is missing."""
+    cupy = need("cupy", "cupy-cuda12x or cupy-cuda13x")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as exc:
+        pytest.skip(f"no CUDA device: {exc}")
+    if count < 1:
+        pytest.skip("no CUDA device")
+    return cupy
+
+
+def need(module: str, install: str) -> ModuleType:
+    """``module`` imported, or skip when it is not installed or the driver lacks a library it
+    loads (PyNvVideoCodec needs the driver's video libraries, libnvcuvid and libnvidia-encode).
+    One that is there but fails to import for want of a Python module fails the test: a broken
+    install must not pass as skipped."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package that is missing or broken
+        found = False
+    if not found:
+        pytest.skip(f"{module} not installed (pip install {install})")
+    try:
+        return importlib.import_module(module)
+    except (OSError, RuntimeError) as exc:
+        pytest.skip(f"{module} is installed but cannot load its driver libraries: {str(exc).strip().splitlines()[0]}")
+
+
+@pytest.fixture(scope="module")
+def frames(sample_clip: Path) -> list:
+    """Four frames of the sample clip, a quarter of a second apart."""
+    return clip_frames(sample_clip, 19)[::6]
+
+
+def test_nms_on_cupy_keeps_what_numpy_keeps() -> None:
+    cupy = cuda()
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        count = int(rng.integers(1, 400))
+        corners = rng.uniform(0, 200, (count, 2))
+        boxes = np.hstack([corners, corners + rng.uniform(2, 60, (count, 2))])  # dense: many overlaps
+        scores = rng.permutation(count).astype(np.float32) / count + 0.01  # distinct: one right answer
+        groups = rng.integers(0, 4, count)
+        for iou in (0.3, 0.5):
+            want = batched_nms(boxes, scores, groups, iou)
+            on_gpu = [cupy.asarray(boxes), cupy.asarray(scores), cupy.asarray(groups)]
+            got = batched_nms(*on_gpu, iou)
+            assert type(got).__module__.startswith("cupy"), f"batched_nms returned a {type(got)} for CuPy input"
+            np.testing.assert_array_equal(to_host(got), want, err_msg=f"batched_nms, trial {trial}, iou {iou}")
+            np.testing.assert_array_equal(to_host(matrix_nms(*on_gpu, iou)), want, err_msg=f"matrix_nms, trial {trial}")
+
+
+def test_retinaface_decoder_on_cupy_outputs_finds_the_same_faces(model_path: Path, frames: list) -> None:
+    cupy = cuda()
+    tensor, letterboxes = model_input(frames)
+    outputs = OnnxRuntimeEngine(model_path)(tensor)
+    decode = output_decoder("retinaface", *INPUT, SCORE_THRESHOLD, NMS_IOU)
+    want = decode(outputs, letterboxes)
+    got = decode({name: cupy.asarray(value) for name, value in outputs.items()}, letterboxes)
+    assert sum(len(faces.scores) for faces in want) >= len(frames), "too few faces for the comparison to mean much"
+    for i, (cpu, gpu) in enumerate(zip(want, got, strict=True)):
+        assert len(gpu.scores) == len(cpu.scores), f"image {i}: {len(gpu.scores)} faces on the GPU, {len(cpu.scores)} on the CPU"
+        np.testing.assert_allclose(to_host(gpu.boxes), cpu.boxes, atol=1e-3, err_msg=f"image {i} boxes")
+        np.testing.assert_allclose(to_host(gpu.scores), cpu.scores, atol=1e-5, err_msg=f"image {i} scores")
+        np.testing.assert_allclose(to_host(gpu.landmarks), cpu.landmarks, atol=1e-3, err_msg=f"image {i} landmarks")
+
+
+def test_torch_fp16_on_cuda_finds_the_faces_onnxruntime_finds(model_path: Path, frames: list, tmp_path: Path) -> None:
+    cupy = cuda()
+    need("torch", "torch")
+    need("onnx2torch", "onnx2torch")
+    from dalistream.engine.torch import TorchEngine
+
+    tensor, letterboxes = model_input(frames)
+    decode = output_decoder("retinaface", *INPUT, SCORE_THRESHOLD, NMS_IOU)
+    want = decode(OnnxRuntimeEngine(model_path)(tensor), letterboxes)
+    outputs = TorchEngine(model_path, tmp_path, device="cuda", precision="fp16")(cupy.asarray(tensor))
+    assert all(type(value).__module__.startswith("cupy") and value.dtype == np.float32 for value in outputs.values()), \
+        {name: (type(value), value.dtype) for name, value in outputs.items()}
+    got = decode(outputs, letterboxes)
+    for i, (cpu, gpu) in enumerate(zip(want, got, strict=True)):
+        cpu_boxes, gpu_boxes = to_host(cpu.boxes), to_host(gpu.boxes)
+        assert len(cpu_boxes) >= 1 and len(gpu_boxes) >= 1, f"image {i}: {len(cpu_boxes)} faces in FP32, {len(gpu_boxes)} in FP16"
+        # Every clear face (score >= 0.6) of either side is found by the other at IoU >= 0.9;
+        # faces near the threshold may fall either side of it in FP16.
+        iou = iou_matrix(cpu_boxes.astype(np.float64), gpu_boxes.astype(np.float64))
+        clear_cpu, clear_gpu = to_host(cpu.scores) >= 0.6, to_host(gpu.scores) >= 0.6
+        assert (iou.max(axis=1)[clear_cpu] >= 0.9).all(), f"image {i}: FP32 faces lost in FP16: IoU {iou.max(axis=1)}"
+        assert (iou.max(axis=0)[clear_gpu] >= 0.9).all(), f"image {i}: FP16 faces not in FP32: IoU {iou.max(axis=0)}"
+
+
+def test_dali_gpu_letterbox_matches_the_cpu_one(frames: list) -> None:
+    """The same graph on both devices, scaling full-size frames itself (on the CPU that path is
+    tested against swscale in tests/unit/test_preprocess.py): pixel values within 2 of 255
+    before normalisation, and the padding exactly the mean colour (zero after normalising)."""
+    cupy = cuda()
+    need("nvidia.dali", "nvidia-dali-cuda130")
+    from dalistream.pipeline.preprocess import Preprocessor
+
+    width, height = INPUT
+    convention = RETINAFACE_INPUT
+    letterboxes = [Letterbox.fit(frame.width, frame.height, width, height) for frame in frames]
+    settings = {"mean": convention.mean, "std": convention.std}
+    full = [np.ascontiguousarray(frame.to_ndarray(format=convention.pixel_format)) for frame in frames]
+    gpu = Preprocessor(width, height, len(frames), device="gpu", **settings)
+    on_gpu = to_host(gpu([cupy.asarray(image) for image in full], letterboxes))
+    cpu = Preprocessor(width, height, len(frames), device="cpu", scale=True, **settings)
+    on_cpu = np.array(cpu(full, letterboxes), copy=True)
+    assert on_gpu.shape == on_cpu.shape == (len(frames), 3, height, width) and on_gpu.dtype == np.float32, on_gpu.shape
+    std = np.asarray(convention.std, np.float32)[:, None, None]
+    for i, letterbox in enumerate(letterboxes):
+        content = np.s_[:, : letterbox.content_height, : letterbox.content_width]
+        difference = np.abs(on_gpu[i] - on_cpu[i]) * std
+        assert difference[content].max() <= 2.0, f"image {i}: pixel values differ by up to {difference.max():.1f}"
+        padding = on_gpu[i].copy()
+        padding[content] = 0.0
+        assert not padding.any(), f"image {i}: the GPU padding is not the mean colour (zero after normalizing)"
+
+
+def test_nvdec_frames_match_pyav_frames(sample_clip: Path) -> None:
+    cuda()
+    need("PyNvVideoCodec", "pynvvideocodec")
+    from dalistream.decode.nvdec import NvdecDecoder
+
+    wanted = 25
+    reader = ClipReader(sample_clip)
+    try:
+        units, _ = reader.read(2.0)
+    finally:
+        reader.close()
+    assert len(units) > wanted, f"{len(units)} access units in the clip's first 2 s"
+    nvdec, pyav = NvdecDecoder(reader.codec), PyAvDecoder(reader.codec)
+    on_gpu: dict[int, np.ndarray] = {}
+    on_cpu: dict[int, np.ndarray] = {}
+
+    def take_gpu(decoded: list) -> None:
+        for frame in decoded:  # converted at once: a decoder may reuse a frame's surface later
+            assert (frame.width, frame.height) == (1920, 1080), (frame.width, frame.height)
+            letterbox = Letterbox.fit(frame.width, frame.height, *INPUT)
+            on_gpu[int(frame.pts)] = to_host(nvdec.convert(frame, letterbox, "rgb24"))
+
+    for tag, unit in enumerate(units):
+        take_gpu(nvdec.decode(unit.data, tag))
+        on_cpu.update((frame.pts, frame.to_ndarray(format="rgb24")) for frame in pyav.decode(unit.data, tag))
+    if len(on_gpu) < wanted:
+        take_gpu(nvdec.flush())
+    tags = sorted(on_cpu)[:wanted]
+    assert len(tags) == wanted and all(tag in on_gpu for tag in tags), f"NVDEC gave frames {sorted(on_gpu)[:wanted]}, PyAV {tags}"
+    for tag in tags:
+        gpu, cpu = on_gpu[tag], on_cpu[tag]
+        assert gpu.shape == cpu.shape and gpu.dtype == np.uint8, (tag, gpu.shape, gpu.dtype, cpu.shape)
+        error = np.mean((gpu.astype(np.float64) - cpu.astype(np.float64)) ** 2)
+        psnr = float("inf") if error == 0 else 10 * np.log10(255.0**2 / error)
+        assert psnr >= 40.0, f"frame {tag}: PSNR {psnr:.1f} dB (mean abs difference {np.abs(gpu.astype(int) - cpu).mean():.2f})"
+
+
+def test_service_on_the_gpu_finds_the_clip_faces(sample_clip: Path, clip_truth: ClipTruth, model_path: Path, tmp_path: Path) -> None:
+    cuda()
+    for module, install in (("nvidia.dali", "nvidia-dali-cuda130"), ("PyNvVideoCodec", "pynvvideocodec"),
+                            ("torch", "torch"), ("onnx2torch", "onnx2torch")):
+        need(module, install)
+    config = demo_config([sample_clip.as_uri()] * 2, tmp_path / "out", camera={"pace": "fast"},
+                         model={"engine": "torch", "precision": "fp16", "cache_dir": str(tmp_path / "cache")}, device="gpu")
+    lines, runtime = run_pipeline(config)  # ends by itself: both cameras are clips that end
+    assert runtime.plan.device == "gpu", runtime.plan
+    report = summarize(lines, clip_truth)["cameras"]
+    for camera in ("cam0", "cam1"):
+        entry = report[camera]
+        # Like the CPU run (test_file_sources): every 5th of 500 frames, none dropped, the faces found.
+        assert entry["analysed"] == 100 and entry["dropped"] == 0 and entry["recall"] >= 0.99, (camera, entry)
