@@ -23,8 +23,11 @@ from typing import Any
 import numpy as np
 
 from dalistream.geometry import Letterbox
+from dalistream.ingest.sink import ReceivedAccessUnit
+from dalistream.metrics import Stages
+from dalistream.rtp.annexb import sequence_parameters
 
-from .source import DecodeError, DecoderFrameSource
+from .source import DecodeError, DecoderFrameSource, FrameSelector, FrameSpec
 
 _CODECS = {"H264": "H264", "H265": "HEVC"}
 MAX_WIDTH, MAX_HEIGHT = 4096, 2304  # the largest stream a decoder is sized for (4K DCI and UHD fit)
@@ -106,10 +109,30 @@ class NvdecDecoder:
 
 
 class NvdecFrameSource(DecoderFrameSource):
-    """The GPU source: NVDEC through PyNvVideoCodec; selected frames stay on the device."""
+    """The GPU source: NVDEC through PyNvVideoCodec; selected frames stay on the device.
+
+    A key unit whose sequence parameters (SPS; H.265 VPS + SPS) differ from the stream's so far
+    gets a fresh decoder: NVDEC reconfigures itself on a size change but keeps the old output
+    size unless told the new one first, which would scale the new frames to the old size.
+    """
+
+    decoder = NvdecDecoder
+
+    def __init__(self, camera: str, selector: FrameSelector, spec: FrameSpec, stages: Stages) -> None:
+        super().__init__(camera, selector, spec, stages)
+        self._sequence = b""
 
     def open(self, codec: str) -> NvdecDecoder:
-        return NvdecDecoder(codec)
+        self._sequence = b""  # a fresh decoder takes whatever parameters come first
+        return self.decoder(codec)
+
+    def needs_new_decoder(self, unit: ReceivedAccessUnit) -> bool:
+        sequence = sequence_parameters(unit.data, self._codec) if unit.key else b""
+        if not sequence:
+            return False
+        changed = bool(self._sequence) and sequence != self._sequence
+        self._sequence = sequence
+        return changed
 
 
 def decoder_engines(codec: str = "H264") -> int:

@@ -135,6 +135,7 @@ class DecoderFrameSource(FrameSource):
     def __init__(self, camera: str, selector: FrameSelector, spec: FrameSpec, stages: Stages) -> None:
         super().__init__(camera, selector, spec, stages)
         self._decoder: StreamDecoder | None = None
+        self._codec = ""
         self._times: FrameTimes[ReceivedAccessUnit] = FrameTimes()
         self._tag = 0
         self._corrupt = 0  # frames decoded with concealed errors in the current call
@@ -144,6 +145,12 @@ class DecoderFrameSource(FrameSource):
     def open(self, codec: str) -> StreamDecoder:
         """A fresh decoder for a stream of ``codec``."""
 
+    def needs_new_decoder(self, unit: ReceivedAccessUnit) -> bool:
+        """Whether ``unit`` must start a fresh decoder within the stream (the current one is
+        drained first; timing and sampling go on). Never, by default: FFmpeg's decoder follows
+        a change of picture size by itself."""
+        return False
+
     def process(self, items: Sequence[StreamStart | ReceivedAccessUnit]) -> Decoded:
         frames: list[SampledFrame] = []
         errors = 0
@@ -151,11 +158,15 @@ class DecoderFrameSource(FrameSource):
         for item in items:
             if isinstance(item, StreamStart):
                 errors += self._drain(frames)
+                self._codec = item.codec
                 self._decoder = self.open(item.codec)
                 self.selector.reset()
                 continue
             if self._decoder is None:
                 raise RuntimeError(f"{self.camera}: access unit before the stream started")
+            if self.needs_new_decoder(item):
+                errors += self._drain(frames)
+                self._decoder = self.open(self._codec)
             self._tag += 1
             self._times.fed(self._tag, item, item.pts)
             with self.stages.measure("decode"):

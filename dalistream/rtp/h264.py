@@ -38,7 +38,7 @@ RESERVED: Final = frozenset({0, 30, 31})  # RFC 6184 Table 3: receivers ignore t
 H264Event: TypeAlias = DepacketizerEvent
 
 
-def _type_field(header: int) -> int:
+def type_field(header: int) -> int:
     """The 5-bit type field of a NAL unit header, FU indicator or FU header."""
     return header & 0x1F
 
@@ -67,13 +67,13 @@ class H264Depacketizer(Depacketizer):
 
     @staticmethod
     def _nal_type(nal: bytes) -> int:
-        return _type_field(nal[0])
+        return type_field(nal[0])
 
     def _depacketize(self, payload: bytes) -> None:
         if not payload:
             self._fail("malformed")
             return
-        packet_type = _type_field(payload[0])
+        packet_type = type_field(payload[0])
         if packet_type == FU_A:
             self._fragment(payload)
         elif self._fu is not None:
@@ -92,7 +92,7 @@ class H264Depacketizer(Depacketizer):
         while pos < len(payload):
             size = int.from_bytes(payload[pos:pos + 2])
             nal = payload[pos + 2:pos + 2 + size]
-            if pos + 2 > len(payload) or size == 0 or len(nal) < size or not _is_nal_unit(_type_field(nal[0])):
+            if pos + 2 > len(payload) or size == 0 or len(nal) < size or not _is_nal_unit(type_field(nal[0])):
                 self._fail("malformed")
                 return
             nals.append(nal)
@@ -108,7 +108,7 @@ class H264Depacketizer(Depacketizer):
             self._fail("malformed")
             return
         indicator, header = payload[0], payload[1]
-        start, end, nal_type = header & 0x80, header & 0x40, _type_field(header)
+        start, end, nal_type = header & 0x80, header & 0x40, type_field(header)
         if not _is_nal_unit(nal_type):
             self._fail("malformed")
             return
@@ -120,7 +120,7 @@ class H264Depacketizer(Depacketizer):
                 return
             # The fragmented NAL unit's header: F and NRI from the indicator, type from the FU header.
             self._fu = bytearray([indicator & 0xE0 | nal_type])
-        elif self._fu is None or _type_field(self._fu[0]) != nal_type:
+        elif self._fu is None or type_field(self._fu[0]) != nal_type:
             self._fail("malformed")
             return
         self._add_fragment(payload[2:], end)

@@ -47,7 +47,7 @@ FU: Final = 49
 PACI: Final = 50
 
 
-def _type_field(header: int) -> int:
+def type_field(header: int) -> int:
     """The 6-bit type of the first byte of a NAL unit header or payload header."""
     return header >> 1 & 0x3F
 
@@ -88,13 +88,13 @@ class H265Depacketizer(Depacketizer):
 
     @staticmethod
     def _nal_type(nal: bytes) -> int:
-        return _type_field(nal[0])
+        return type_field(nal[0])
 
     def _depacketize(self, payload: bytes) -> None:
         if len(payload) < NAL_HEADER_BYTES:
             self._fail("malformed")
             return
-        packet_type = _type_field(payload[0])
+        packet_type = type_field(payload[0])
         if packet_type == FU:
             self._fragment(payload)
         elif packet_type > FU:
@@ -125,7 +125,7 @@ class H265Depacketizer(Depacketizer):
             size = int.from_bytes(payload[pos:pos + AP_SIZE_BYTES])
             nal = payload[pos + AP_SIZE_BYTES:pos + AP_SIZE_BYTES + size]
             if (pos + AP_SIZE_BYTES > len(payload) or size < NAL_HEADER_BYTES or len(nal) < size
-                    or _type_field(nal[0]) > MAX_NAL_TYPE):
+                    or type_field(nal[0]) > MAX_NAL_TYPE):
                 self._fail("malformed")
                 return
             nals.append(nal)
@@ -159,7 +159,7 @@ class H265Depacketizer(Depacketizer):
                 return
             # The fragmented NAL unit's header: F, LayerId and TID from the payload header, type from FuType.
             self._fu = bytearray([payload[0] & 0x81 | nal_type << 1, payload[1]])
-        elif self._fu is None or _type_field(self._fu[0]) != nal_type:
+        elif self._fu is None or type_field(self._fu[0]) != nal_type:
             self._fail("malformed")
             return
         self._add_fragment(payload[fragment_at:], end)
