@@ -28,6 +28,17 @@ def to_host(array: Any) -> np.ndarray:
     return array.get() if array_module(array) is not np else np.asarray(array)
 
 
-def on_module(array: np.ndarray, xp: ModuleType) -> Any:
-    """A host constant (priors, anchors) as an array of ``xp``."""
-    return array if xp is np else xp.asarray(array)
+class HostConstant:
+    """A constant made on the host (priors, anchors), copied to the GPU once when first needed there."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.host = array
+        self._device: Any = None
+
+    def on(self, xp: ModuleType) -> Any:
+        """The constant as an array of ``xp``."""
+        if xp is np:
+            return self.host
+        if self._device is None:
+            self._device = xp.asarray(self.host)
+        return self._device

@@ -122,8 +122,8 @@ def _greedy_by_matrix(boxes: Any, scores: Any, iou_threshold: float) -> Any:
     order = _descending(scores, xp.arange(scores.shape[0]))
     x1, y1, x2, y2 = boxes[order].T
     areas = (x2 - x1) * (y2 - y1)
-    inter_w = xp.clip(xp.minimum(x2[:, None], x2[None, :]) - xp.maximum(x1[:, None], x1[None, :]), 0.0, None)
-    inter_h = xp.clip(xp.minimum(y2[:, None], y2[None, :]) - xp.maximum(y1[:, None], y1[None, :]), 0.0, None)
+    inter_w = xp.maximum(xp.minimum(x2[:, None], x2[None, :]) - xp.maximum(x1[:, None], x1[None, :]), 0.0)
+    inter_h = xp.maximum(xp.minimum(y2[:, None], y2[None, :]) - xp.maximum(y1[:, None], y1[None, :]), 0.0)
     inter = inter_w * inter_h
     union = areas[:, None] + areas[None, :] - inter
     iou = xp.where(union > 0.0, inter / xp.where(union > 0.0, union, 1.0), 0.0)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dalistream.geometry import Letterbox
-from dalistream.models.arrays import array_module, on_module
+from dalistream.models.arrays import HostConstant, array_module
 from dalistream.models.faces import FaceDecoder, Faces, check_letterboxes, finish, top_k_per_image
 
 # Pytorch_Retinaface was trained on BGR images with these channel means, std 1.
@@ -68,7 +68,7 @@ class RetinaFaceDecoder(FaceDecoder):
         priors = retinaface_priors(input_width, input_height)
         self.num_priors = priors.shape[0]
         # Priors in input pixels, so decoding lands in input pixels without a rescale.
-        self._priors_px = priors * np.array([input_width, input_height, input_width, input_height], dtype=np.float64)
+        self._priors_px = HostConstant(priors * np.array([input_width, input_height, input_width, input_height], dtype=np.float64))
 
     def __call__(
         self,
@@ -109,7 +109,7 @@ class RetinaFaceDecoder(FaceDecoder):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Boxes ``(K, 4)`` and landmarks ``(K, 5, 2)`` in input pixels for the given anchors."""
         xp = array_module(loc)
-        priors = on_module(self._priors_px, xp)[anchor_idx]
+        priors = self._priors_px.on(xp)[anchor_idx]
         centers, sizes = priors[:, None, :2], priors[:, None, 2:]
         loc = loc.astype(np.float64)
         box_centers = centers[:, 0] + loc[:, :2] * CENTER_VARIANCE * sizes[:, 0]

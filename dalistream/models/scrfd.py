@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from dalistream.geometry import Letterbox
-from dalistream.models.arrays import array_module, on_module
+from dalistream.models.arrays import HostConstant, array_module
 from dalistream.models.convention import InputConvention
 from dalistream.models.faces import FaceDecoder, Faces, check_letterboxes, finish, top_k_per_image
 
@@ -46,7 +46,7 @@ class ScrfdDecoder(FaceDecoder):
 
     def _prepare(self) -> None:
         input_width, input_height = self.input_width, self.input_height
-        self._anchors = scrfd_anchor_centers(input_width, input_height)
+        self._anchors = HostConstant(scrfd_anchor_centers(input_width, input_height))
         self._per_stride = {
             ANCHORS_PER_CELL * (input_height // s) * (input_width // s): s for s in STRIDES
         }
@@ -62,7 +62,7 @@ class ScrfdDecoder(FaceDecoder):
         top = top_k_per_image(image_idx, scores, self.pre_nms_top_k)
         image_idx, anchor_idx, scores = image_idx[top], anchor_idx[top], scores[top]
 
-        anchors = on_module(self._anchors, xp)[anchor_idx]
+        anchors = self._anchors.on(xp)[anchor_idx]
         centers, stride = anchors[:, :2], anchors[:, 2:]
         distances = bbox[image_idx, anchor_idx].astype(np.float64) * stride
         boxes = xp.concatenate((centers - distances[:, :2], centers + distances[:, 2:]), axis=1)
