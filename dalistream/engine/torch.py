@@ -45,8 +45,9 @@ def torch_ready_onnx(source: str | os.PathLike[str], cache_dir: str | os.PathLik
 class TorchEngine:
     """One converted model on one torch device; ``__call__`` maps an NCHW batch to named outputs.
 
-    ``precision`` is ``"fp16"`` (weights and activations in half precision, GPU only) or
-    ``"fp32"``. Work is queued on the engine's own CUDA stream.
+    ``precision`` is ``"fp16"`` (GPU only: weights in half precision, run under CUDA autocast,
+    which keeps the precision-sensitive ops such as softmax in FP32) or ``"fp32"``. Work is
+    queued on the engine's own CUDA stream.
     """
 
     def __init__(
@@ -77,7 +78,8 @@ class TorchEngine:
 
     def __call__(self, batch: Any) -> dict[str, Any]:
         torch = self._torch
-        with torch.inference_mode(), _on_stream(torch, self.stream):
+        autocast = torch.autocast(self.device.type, torch.float16, enabled=self.dtype == torch.float16)
+        with torch.inference_mode(), _on_stream(torch, self.stream), autocast:
             tensor = torch.from_dlpack(batch) if not isinstance(batch, np.ndarray) else torch.from_numpy(batch)
             outputs = self._module(tensor.to(self.device, self.dtype, non_blocking=True))
             if isinstance(outputs, torch.Tensor):
