@@ -11,10 +11,11 @@ FRAMES = "frames"
 
 
 @pipeline_def
-def gop_decode():
-    """Decodes each sample's GOP with NVDEC (DALI's mixed video decoder, which demuxes raw H.264
-    and H.265 elementary streams itself) and returns only the frames whose display-order
-    indices are fed to ``FRAMES``, as one FHWC uint8 RGB tensor on the device."""
+def gop_decode(device: str = "mixed"):
+    """Decodes each sample's GOP with NVDEC (DALI's ``"mixed"`` video decoder, which demuxes raw
+    H.264 and H.265 elementary streams itself) and returns only the frames whose display-order
+    indices are fed to ``FRAMES``, as one FHWC uint8 RGB tensor on the device. (``"cpu"``
+    decodes only VP8, VP9 and MJPEG: for checking the graph without a GPU.)"""
     gop = fn.external_source(name=GOP, device="cpu", dtype=types.UINT8, ndim=1, no_copy=True)
     wanted = fn.external_source(name=FRAMES, device="cpu", dtype=types.INT32, ndim=1)
-    return fn.decoders.video(gop, device="mixed", frames=wanted)
+    return fn.decoders.video(gop, device=device, frames=wanted)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
+import av
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,6 +13,8 @@ from hypothesis import strategies as st
 from dalistream.decode import SOURCES, DaliGopFrameSource, NvdecFrameSource, PyAvFrameSource, create_source
 from dalistream.decode.gop import GopAssembler
 from dalistream.decode.source import FrameSpec
+from dalistream.graphs import gop_decode
+from dalistream.graphs.gop import FRAMES, GOP
 from dalistream.ingest.sink import ReceivedAccessUnit
 from dalistream.metrics import Stages
 from dalistream.pipeline.sampling import Sampler
@@ -84,3 +90,28 @@ def test_each_device_names_its_sources_and_gpu_decode_picks_one() -> None:
     assert type(create_source("cpu", "c", Sampler(5.0), spec, stages, "dali-gop")) is PyAvFrameSource
     assert type(create_source("gpu", "c", Sampler(5.0), spec, stages)) is NvdecFrameSource
     assert type(create_source("gpu", "c", Sampler(5.0), spec, stages, "dali-gop")) is DaliGopFrameSource
+
+
+def test_the_gop_graph_returns_the_frames_asked_for_by_display_index() -> None:
+    """graphs/gop.py wired as the GPU source runs it, on DALI's CPU decoder (VP9: the CPU backend
+    has no H.264), with frames whose brightness gives their index away."""
+    clip = io.BytesIO()
+    with av.open(clip, "w", format="webm") as out:
+        stream = out.add_stream("libvpx-vp9", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 20, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    pipe = gop_decode(device="cpu", batch_size=1, num_threads=1, device_id=None, prefetch_queue_depth=1,
+                      exec_async=False, exec_pipelined=False)
+    pipe.build()
+    encoded = np.frombuffer(clip.getvalue(), np.uint8)
+    pipe.feed_input(GOP, [encoded])
+    pipe.feed_input(FRAMES, [np.asarray([1, 4, 7], np.int32)])
+    (output,) = pipe.run()
+    frames = np.asarray(output.as_tensor())[0]
+    assert frames.shape == (3, 48, 64, 3)
+    assert [round(float(frame.mean()) / 20) for frame in frames] == [1, 4, 7]
