@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from dalistream.config import ModelConfig
-from dalistream.device import DevicePlan
+from dalistream.device import DevicePlan, postprocess_stream
 from dalistream.engine import create_engine
 from dalistream.geometry import Letterbox
 from dalistream.metrics import Stages
@@ -31,7 +31,9 @@ class Detector:
     Each call measures its stages (``dali_graph``, ``inference``, ``postprocess``) into
     ``stages``. Calls may come from several threads: the graph's output buffer is reused by
     its next run, so preprocessing and inference of one batch hold a lock, and what leaves
-    this object (faces, :meth:`tensor`'s copy) is the caller's.
+    this object (faces, :meth:`tensor`'s copy) is the caller's. On the GPU the three stages
+    run on three streams: DALI's, the engine's own, and this detector's postprocess stream,
+    which the engine hands its outputs to (DLPack's stream handshake or an event).
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class Detector:
         self._decoder = output_decoder(model.kind, width, height, threshold, model.nms_iou)
         self._stages = stages if stages is not None else Stages()
         self._lock = threading.Lock()
+        self._stream = postprocess_stream(plan.device)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -80,9 +83,10 @@ class Detector:
         with self._lock:
             with self._stages.measure("dali_graph", n):
                 tensor = self._preprocess(images, letterboxes)
-            with self._stages.measure("inference", n):
+            with self._stages.measure("inference", n), self._stream:
                 outputs = self._engine(tensor)
-        return self.decode(outputs, letterboxes)
+        with self._stream:
+            return self.decode(outputs, letterboxes)
 
     def tensor(self, images: Sequence[np.ndarray], *, copy: bool = True) -> np.ndarray:
         """The model input for ``images``, a copy the caller owns (for tools that time stages).
