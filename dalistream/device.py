@@ -33,6 +33,9 @@ GPU_PACKAGES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("tensorrt", "onnx2torch"), "tensorrt, or torch and onnx2torch"),
 )
 CUDA_SUCCESS = 0
+# The driver's libraries NVDEC decoding loads: the decoder itself, and the encoder library that
+# PyNvVideoCodec checks the driver's version against even to decode.
+VIDEO_LIBRARIES = ("libnvcuvid.so.1", "libnvidia-encode.so.1")
 
 
 class DeviceError(ConfigError):
@@ -123,8 +126,10 @@ def module_available(name: str) -> bool:
 def probe_gpu(
     load_driver: Callable[[], ctypes.CDLL] = _load_driver,
     has_module: Callable[[str], bool] = module_available,
+    load_library: Callable[[str], object] = ctypes.CDLL,
 ) -> GpuFacts:
-    """Ask the CUDA driver API for its GPUs and look up the GPU packages (none is imported)."""
+    """Ask the CUDA driver API for its GPUs, check the driver's video libraries load, and look
+    up the GPU packages (none is imported)."""
     missing = tuple(package for modules, package in GPU_PACKAGES if not any(has_module(m) for m in modules))
     try:
         cuda = load_driver()
@@ -145,6 +150,14 @@ def probe_gpu(
         if cuda.cuDeviceGet(ctypes.byref(device), ordinal) == CUDA_SUCCESS:
             cuda.cuDeviceGetName(name, len(name), device)
         names.append(name.value.decode(errors="replace") or f"GPU {ordinal}")
+    for library in VIDEO_LIBRARIES:
+        try:
+            load_library(library)
+        except OSError:
+            return GpuFacts(
+                f"the driver's video library {library} is missing (in a container: NVIDIA_DRIVER_CAPABILITIES needs video)",
+                tuple(names), driver, missing,
+            )
     return GpuFacts(None, tuple(names), driver, missing)
 
 

@@ -91,9 +91,10 @@ class FakeDriver:
 
 
 def test_probe_reads_the_driver_s_gpus_and_the_missing_packages() -> None:
-    facts = probe_gpu(lambda: FakeDriver(0, ["NVIDIA A10", "NVIDIA L4"]), lambda name: name not in ("cupy", "onnx2torch", "tensorrt"))
+    facts = probe_gpu(lambda: FakeDriver(0, ["NVIDIA A10", "NVIDIA L4"]), lambda name: name not in ("cupy", "onnx2torch", "tensorrt"),
+                      lambda library: None)
     assert facts == GpuFacts(None, ("NVIDIA A10", "NVIDIA L4"), "CUDA 12.4", ("cupy-cuda12x or cupy-cuda13x", "tensorrt, or torch and onnx2torch"))
-    facts = probe_gpu(lambda: FakeDriver(100, []), lambda name: True)
+    facts = probe_gpu(lambda: FakeDriver(100, []), lambda name: True, lambda library: None)
     assert facts == GpuFacts("the CUDA 12.4 driver does not initialise (CUDA_ERROR_NO_DEVICE)", (), "CUDA 12.4", ())
 
 
@@ -105,3 +106,14 @@ def test_preflight_refuses_gpu_before_any_camera(model_path) -> None:
     # A GPU the probe calls ready gets as far as the engine, which needs its packages really installed.
     with pytest.raises(ConfigError, match="model.engine: tensorrt needs tensorrt, cupy installed"):
         preflight(config, probe=lambda: READY)
+
+
+def test_a_driver_without_its_video_libraries_is_no_gpu_for_the_stages() -> None:
+    def only_compute(library: str) -> None:
+        if library == "libnvcuvid.so.1":
+            raise OSError(f"{library}: cannot open shared object file")
+
+    facts = probe_gpu(lambda: FakeDriver(0, ["NVIDIA A10"]), lambda name: True, only_compute)
+    assert facts.gpus == ("NVIDIA A10",)
+    assert facts.problem == "the driver's video library libnvcuvid.so.1 is missing (in a container: NVIDIA_DRIVER_CAPABILITIES needs video)"
+    assert resolve("auto", facts, gpu_stages=True).reason.startswith("NVIDIA A10 found, but the driver's video library")
