@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from dalistream import config as config_module
+from dalistream.device import device_memory
 from dalistream.tools.assets import MODEL, SAMPLE_CLIP, SAMPLE_TRUTH, missing
 from dalistream.tools.groundtruth import ClipTruth, recall
 from dalistream.tools.localserver import LocalRtspServer
@@ -136,12 +137,14 @@ def run_local(
 
 
 class RunUsage:
-    """Wall time, our CPU and the RTSP server's CPU at the measured window's start and end."""
+    """Wall time, our CPU and the RTSP server's CPU at the measured window's start and end, and
+    the device's memory in use at its end (GPU only)."""
 
     def __init__(self, server: LocalRtspServer | None) -> None:
         self._server = server
         self.start: tuple[float, float, float] | None = None
         self.end: tuple[float, float, float] | None = None
+        self.memory: dict[str, int] = {}
 
     def now(self) -> tuple[float, float, float]:
         return time.time(), time.process_time(), self._server.cpu_s() if self._server is not None else 0.0
@@ -152,7 +155,12 @@ async def run_measured(runtime: Runtime, warmup_s: float, duration_s: float, usa
     loop = asyncio.get_running_loop()
     usage.start = usage.now()
     loop.call_later(warmup_s, lambda: setattr(usage, "start", usage.now()))
-    loop.call_later(warmup_s + duration_s, lambda: setattr(usage, "end", usage.now()))
+
+    def end() -> None:
+        usage.end = usage.now()
+        usage.memory = device_memory(runtime.plan.device)
+
+    loop.call_later(warmup_s + duration_s, end)
     return await run_for(runtime, warmup_s + duration_s, progress)
 
 
@@ -193,6 +201,7 @@ def window_stats(lines: Iterable[Mapping[str, Any]], usage: RunUsage, detect_fps
         "latency_p99_ms": round(float(percentiles[2]), 1),
         "cpu_percent": round(100 * (cpu1 - cpu0) / seconds, 1),
         "rtsp_server_cpu_percent": round(100 * (server1 - server0) / seconds, 1),
+        **usage.memory,
     }
 
 

@@ -15,6 +15,7 @@ NO_FACES = Faces(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros
 class Usage:
     def __init__(self, start, end):
         self.start, self.end = start, end
+        self.memory = {}  # a CPU run's
 
 
 def detections(camera, arrival, latency_ms):
