@@ -1,6 +1,7 @@
 """The GPU stages against their CPU counterparts, on the sample clip: NMS and the face decoder on
-CuPy arrays, the torch engine in FP16, the DALI GPU letterbox, NVDEC decoding, and the service
-end to end on the GPU (each skips, saying why, without CUDA or the package it needs)."""
+CuPy arrays, the torch and TensorRT engines in FP16, the DALI GPU letterbox, NVDEC and dali-gop
+decoding, and the service end to end on the GPU (each skips, saying why, without CUDA or the
+package it needs)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ import pytest
 from model_inputs import INPUT, clip_frames, model_input
 from pipeline_runs import run_pipeline
 
+from dalistream.decode import FrameSpec, StreamStart
 from dalistream.decode.pyav import PyAvDecoder
 from dalistream.engine.onnxruntime import OnnxRuntimeEngine
 from dalistream.geometry import Letterbox
 from dalistream.ingest.files import ClipReader
+from dalistream.ingest.sink import ReceivedAccessUnit
+from dalistream.metrics import Stages
 from dalistream.models.arrays import to_host
 from dalistream.models.kinds import RETINAFACE_INPUT, output_decoder
 from dalistream.models.nms import batched_nms, matrix_nms
@@ -110,16 +114,33 @@ def test_torch_fp16_on_cuda_finds_the_faces_onnxruntime_finds(model_path: Path, 
     outputs = TorchEngine(model_path, tmp_path, device="cuda", precision="fp16")(cupy.asarray(tensor))
     assert all(type(value).__module__.startswith("cupy") and value.dtype == np.float32 for value in outputs.values()), \
         {name: (type(value), value.dtype) for name, value in outputs.items()}
-    got = decode(outputs, letterboxes)
+    assert_same_faces(want, decode(outputs, letterboxes), "torch FP16")
+
+
+def test_tensorrt_fp16_finds_the_faces_onnxruntime_finds(model_path: Path, frames: list, tmp_path: Path) -> None:
+    cupy = cuda()
+    need("tensorrt", "tensorrt")
+    from dalistream.engine.tensorrt import TensorRtEngine, build_engine, precision_plan, profile_shapes
+
+    tensor, letterboxes = model_input(frames)
+    decode = output_decoder("retinaface", *INPUT, SCORE_THRESHOLD, NMS_IOU)
+    want = decode(OnnxRuntimeEngine(model_path)(tensor), letterboxes)
+    engine = build_engine(model_path, tmp_path, plan=precision_plan("fp16"), profile=profile_shapes((1, 4, 8), INPUT))
+    outputs = TensorRtEngine(engine)(cupy.asarray(tensor))
+    assert all(type(value).__module__.startswith("cupy") for value in outputs.values()), outputs.keys()
+    assert_same_faces(want, decode(outputs, letterboxes), "TensorRT FP16")
+
+
+def assert_same_faces(want: list, got: list, what: str) -> None:
+    """Every clear face (score >= 0.6) of either side is found by the other at IoU >= 0.9; faces
+    near the threshold may fall either side of it in FP16."""
     for i, (cpu, gpu) in enumerate(zip(want, got, strict=True)):
         cpu_boxes, gpu_boxes = to_host(cpu.boxes), to_host(gpu.boxes)
-        assert len(cpu_boxes) >= 1 and len(gpu_boxes) >= 1, f"image {i}: {len(cpu_boxes)} faces in FP32, {len(gpu_boxes)} in FP16"
-        # Every clear face (score >= 0.6) of either side is found by the other at IoU >= 0.9;
-        # faces near the threshold may fall either side of it in FP16.
+        assert len(cpu_boxes) >= 1 and len(gpu_boxes) >= 1, f"image {i}: {len(cpu_boxes)} faces in FP32, {len(gpu_boxes)} in {what}"
         iou = iou_matrix(cpu_boxes.astype(np.float64), gpu_boxes.astype(np.float64))
         clear_cpu, clear_gpu = to_host(cpu.scores) >= 0.6, to_host(gpu.scores) >= 0.6
-        assert (iou.max(axis=1)[clear_cpu] >= 0.9).all(), f"image {i}: FP32 faces lost in FP16: IoU {iou.max(axis=1)}"
-        assert (iou.max(axis=0)[clear_gpu] >= 0.9).all(), f"image {i}: FP16 faces not in FP32: IoU {iou.max(axis=0)}"
+        assert (iou.max(axis=1)[clear_cpu] >= 0.9).all(), f"image {i}: FP32 faces lost in {what}: IoU {iou.max(axis=1)}"
+        assert (iou.max(axis=0)[clear_gpu] >= 0.9).all(), f"image {i}: {what} faces not in FP32: IoU {iou.max(axis=0)}"
 
 
 def test_dali_gpu_letterbox_matches_the_cpu_one(frames: list) -> None:
@@ -181,10 +202,51 @@ def test_nvdec_frames_match_pyav_frames(sample_clip: Path) -> None:
     assert len(tags) == wanted and all(tag in on_gpu for tag in tags), f"NVDEC gave frames {sorted(on_gpu)[:wanted]}, PyAV {tags}"
     for tag in tags:
         gpu, cpu = on_gpu[tag], on_cpu[tag]
-        assert gpu.shape == cpu.shape and gpu.dtype == np.uint8, (tag, gpu.shape, gpu.dtype, cpu.shape)
-        error = np.mean((gpu.astype(np.float64) - cpu.astype(np.float64)) ** 2)
-        psnr = float("inf") if error == 0 else 10 * np.log10(255.0**2 / error)
-        assert psnr >= 40.0, f"frame {tag}: PSNR {psnr:.1f} dB (mean abs difference {np.abs(gpu.astype(int) - cpu).mean():.2f})"
+        assert_close_frames(gpu, cpu, f"frame {tag}")
+
+
+def test_dali_gop_frames_match_pyav_frames(sample_clip: Path) -> None:
+    """The dali-gop source on the clip's first GOPs, every frame selected: the frames PyAV
+    decodes, at PSNR >= 40 dB, in presentation order, none missing."""
+    cuda()
+    need("nvidia.dali", "nvidia-dali-cuda130")
+    from dalistream.decode.gop import DaliGopFrameSource
+
+    reader = ClipReader(sample_clip)
+    try:
+        units, _ = reader.read(4.0)
+    finally:
+        reader.close()
+    assert sum(unit.key for unit in units) >= 2, "want at least two GOPs"
+    source = DaliGopFrameSource("cam", EveryFrame(), FrameSpec(None, "rgb24"), Stages())
+    received = [ReceivedAccessUnit(unit.data, unit.key, unit.pts, 0.0, 0.0) for unit in units]
+    decoded = source.process([StreamStart(reader.codec), *received])
+    ended = source.finish()
+    frames = decoded.frames + ended.frames
+    assert decoded.errors == ended.errors == 0
+    pyav = PyAvDecoder(reader.codec)
+    on_cpu = [frame for tag, unit in enumerate(units) for frame in pyav.decode(unit.data, tag)] + pyav.flush()
+    assert [frame.pts for frame in frames] == sorted(unit.pts for unit in units)
+    assert len(frames) == len(on_cpu) == len(units)
+    for index, (gpu, cpu) in enumerate(zip(frames, on_cpu, strict=True)):
+        assert_close_frames(to_host(gpu.image), cpu.to_ndarray(format="rgb24"), f"frame {index}")
+
+
+class EveryFrame:
+    """A selector that keeps every frame."""
+
+    def take(self, pts: float) -> bool:
+        return True
+
+    def reset(self) -> None:
+        pass
+
+
+def assert_close_frames(gpu: np.ndarray, cpu: np.ndarray, what: str) -> None:
+    assert gpu.shape == cpu.shape and gpu.dtype == np.uint8, (what, gpu.shape, gpu.dtype, cpu.shape)
+    error = np.mean((gpu.astype(np.float64) - cpu.astype(np.float64)) ** 2)
+    psnr = float("inf") if error == 0 else 10 * np.log10(255.0**2 / error)
+    assert psnr >= 40.0, f"{what}: PSNR {psnr:.1f} dB (mean abs difference {np.abs(gpu.astype(int) - cpu).mean():.2f})"
 
 
 def test_service_on_the_gpu_finds_the_clip_faces(sample_clip: Path, clip_truth: ClipTruth, model_path: Path, tmp_path: Path) -> None:
