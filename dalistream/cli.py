@@ -206,7 +206,7 @@ def _check(args: argparse.Namespace) -> int:
     capacity = plan_for(config, plan)
     plain["capacity"] = capacity.as_dict()
     if plan.device == GPU:
-        plain["gpu"] = gpu_demand(probe_gpu_resources(), capacity.cameras)
+        plain["gpu"] = gpu_demand(probe_gpu_resources(plan.gpu or ""), capacity.cameras)
     print(json.dumps(plain, indent=2, default=str))
     log.info("device plan", device=plan.device, reason=plan.reason)
     (log.info if capacity.verdict == "fits" else log.warning)("capacity plan", verdict=capacity.verdict, summary=capacity.summary())

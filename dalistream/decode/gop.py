@@ -118,17 +118,13 @@ class DaliGopFrameSource(FrameSource):
         errors = decoded = 0
         dropped = self._gops.dropped
         for item in items:
-            if isinstance(item, StreamStart):
-                gop = self._gops.start(item.codec)
-                if gop is not None:
-                    decoded_now, failed = self._decode(gop, frames)
-                    decoded, errors = decoded + decoded_now, errors + failed
-                self.selector.reset()
-                continue
-            gop = self._gops.add(item)
+            starts = isinstance(item, StreamStart)
+            gop = self._gops.start(item.codec) if starts else self._gops.add(item)
             if gop is not None:
                 decoded_now, failed = self._decode(gop, frames)
                 decoded, errors = decoded + decoded_now, errors + failed
+            if starts:
+                self.selector.reset()  # after the old stream's last GOP was sampled
         return Decoded(frames, errors + self._gops.dropped - dropped, 0, decoded)
 
     def finish(self) -> Decoded:

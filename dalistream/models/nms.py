@@ -60,9 +60,9 @@ def batched_nms(boxes: Any, scores: Any, groups: Any, iou_threshold: float) -> A
     """NMS run independently within each group id; CuPy inputs go to :func:`matrix_nms`.
 
     On the host it is one :func:`nms` call: every group is shifted along both axes by a
-    multiple of the span of all boxes, so boxes of different groups can never overlap. ``groups`` holds one integer id per
-    box (for example the image index in a batch). Returns kept indices in descending
-    score order across all groups.
+    multiple of the span of all boxes, so boxes of different groups can never overlap.
+    ``groups`` holds one integer id per box (for example the image index in a batch).
+    Returns kept indices in descending score order across all groups.
     """
     if array_module(boxes) is not np:
         return matrix_nms(boxes, scores, groups, iou_threshold)

@@ -459,14 +459,11 @@ def gpu_demand(resources: GpuResources, cameras: Sequence[CameraLoad]) -> dict[s
     }
 
 
-def probe_gpu_resources() -> GpuResources:
-    """GPU 0's name, NVDEC engine count (PyNvVideoCodec's decoder caps) and memory (CuPy)."""
-    import cupy
-
+def probe_gpu_resources(name: str) -> GpuResources:
+    """GPU 0's NVDEC engine count (PyNvVideoCodec's decoder caps) and memory; ``name`` is the
+    device plan's."""
     from dalistream.decode.nvdec import decoder_engines
 
-    props = cupy.cuda.runtime.getDeviceProperties(0)
-    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     memory = device_memory(GPU)
     total = memory["gpu_memory_total_mib"]
     return GpuResources(name, decoder_engines(), total, total - memory["gpu_memory_used_mib"])

@@ -21,9 +21,10 @@ class Preprocessor:
     On the CPU, frames are NumPy arrays already scaled to their letterbox content size and
     the result is a NumPy array; on the GPU, frames are CuPy arrays (or host arrays, copied
     up) at any size, scaled in the graph (``scale``, the GPU's default; the CPU graph can
-    scale too), and the result is a CuPy array on the device (no host round trip). Either way the result is a view of DALI's output buffer (no copy): it
-    stays valid until the next call, so the caller must be done with it (inference) before
-    calling again; :class:`~dalistream.models.detector.Detector` keeps that rule for its callers.
+    scale too), and the result is a CuPy array on the device (no host round trip). Either way
+    the result is a view of DALI's output buffer (no copy): it stays valid until the next call,
+    so the caller must be done with it (inference) before calling again;
+    :class:`~dalistream.models.detector.Detector` keeps that rule for its callers.
 
     The graph always runs a full batch of ``max_batch`` samples, the missing ones a 1×1
     placeholder, and only the real ones are returned: fed batches of varying size, DALI 2.4's

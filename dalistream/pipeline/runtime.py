@@ -284,7 +284,7 @@ class Runtime:
         return _Camera(
             camera,
             sampler,
-            create_source(self.plan.device, camera.id, sampler, self._spec, self.stages, self.config.pipeline.gpu_decode),
+            create_source(self.plan.device, camera.id, sampler, self._spec, self.stages, pipeline.gpu_decode),
             UnitQueue(ACCESS_UNIT_QUEUE),
             CameraStatus(),
             idle_watch=IdleWatch(pipeline.adaptive_idle_s) if pipeline.adaptive else None,
