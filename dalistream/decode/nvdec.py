@@ -6,10 +6,18 @@ packet marked ``ENDOFPICTURE``, a frame of an IPPP stream comes out of the call 
 access unit (``NATIVE`` would hold about four frames back). LOW assumes what IP cameras send
 (I and P frames); how NVDEC orders a B-frame stream at LOW latency is not verified.
 
+Each decoder is made at the stream's first access unit, sized from its sequence parameter
+set (:func:`~dalistream.rtp.sps.picture_size`): its surfaces for that picture size rather
+than the largest a camera might send, and, for a stream larger than the model's letterbox,
+an output at the letterbox size (NVDEC's own scaler, set by ``setReconfigParams`` before
+the first picture), so the frame pool, the copies out of it and the GPU graph's resize work
+on a third of a 1080p frame's pixels. Frames still report the stream's size, the size boxes
+are mapped back to.
+
 Every frame is decoded (P-frames need their references); only selected frames are copied
 out of the decoder's frame pool (which the next ``Decode`` call reuses) into a CuPy array of
-their own, in the model's channel order, at the source size: the GPU graph scales them in
-the batch. A new stream (reconnect, codec or size change) gets a new decoder, as on the CPU.
+their own, in the model's channel order: the GPU graph letterboxes them in the batch. A new
+stream (reconnect, codec or size change) gets a new decoder, as on the CPU.
 
 Unverified on a GPU (none was available while this was written); ``tests/gpu`` and
 ``scripts/gpu_check.sh`` check it against PyAV where one is.
@@ -26,11 +34,23 @@ from dalistream.geometry import Letterbox
 from dalistream.ingest.sink import ReceivedAccessUnit
 from dalistream.metrics import Stages
 from dalistream.rtp.annexb import sequence_parameters
+from dalistream.rtp.sps import SpsError, picture_size
 
 from .source import DecodeError, DecoderFrameSource, FrameSelector, FrameSpec
 
 _CODECS = {"H264": "H264", "H265": "HEVC"}
-MAX_WIDTH, MAX_HEIGHT = 4096, 2304  # the largest stream a decoder is sized for (4K DCI and UHD fit)
+_CODED_ALIGN = 16  # coded sizes are whole 16-pixel macroblocks (H.264) or 8-pixel coding blocks (H.265)
+
+
+def output_size(width: int, height: int, input_size: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The size NVDEC outputs a ``width`` x ``height`` stream at: its letterbox content size in
+    ``input_size``, rounded up to even (NV12 chroma comes in pairs), when that is smaller than
+    the stream; None (the stream's own size) otherwise."""
+    if input_size is None:
+        return None
+    letterbox = Letterbox.fit(width, height, *input_size)
+    target = (letterbox.content_width + letterbox.content_width % 2, letterbox.content_height + letterbox.content_height % 2)
+    return target if target[0] <= width and target[1] <= height and target != (width, height) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,40 +58,63 @@ class NvdecFrame:
     """A decoded frame still in the decoder's pool: valid until the decoder's next call."""
 
     pts: int
-    width: int
+    width: int  # the stream's picture size (the view may be scaled down from it)
     height: int
     view: Any  # DLPack-capable view of the pool's RGB HWC buffer
     is_corrupt: bool = False
 
 
 class NvdecDecoder:
-    """One stream's NVDEC decoder, RGB output in device memory, low latency."""
+    """One stream's NVDEC decoder, RGB output in device memory, low latency; with
+    ``input_size``, a stream larger than its letterbox in it comes out at the letterbox size."""
 
-    def __init__(self, codec: str, gpu: int = 0) -> None:
+    def __init__(self, codec: str, input_size: tuple[int, int] | None = None, gpu: int = 0) -> None:
         import cupy
         import PyNvVideoCodec as nvc
 
-        try:
-            name = _CODECS[codec]
-        except KeyError:
-            raise ValueError(f"unsupported codec {codec!r}; expected one of {', '.join(_CODECS)}") from None
+        if codec not in _CODECS:
+            raise ValueError(f"unsupported codec {codec!r}; expected one of {', '.join(_CODECS)}")
+        self._codec = codec
         self._nvc = nvc
         self._cupy = cupy
+        self._gpu = gpu
+        self._input_size = input_size
         self.stream = cupy.cuda.Stream(non_blocking=True)
+        self._decoder: Any = None  # made at the first unit, from its SPS
+        self.size: tuple[int, int] | None = None  # the stream's picture size
+        self.output: tuple[int, int] | None = None  # the size NVDEC scales it to, if it does
+
+    def _create(self, data: bytes) -> None:
+        try:
+            size = picture_size(data, self._codec)
+        except SpsError as exc:
+            raise DecodeError(f"unreadable sequence parameter set: {exc}") from exc
+        if size is None:
+            raise DecodeError("access unit before the stream's first sequence parameter set")
+        nvc = self._nvc
         self._decoder = nvc.CreateDecoder(
-            gpuid=gpu,
-            codec=getattr(nvc.cudaVideoCodec, name),
+            gpuid=self._gpu,
+            codec=getattr(nvc.cudaVideoCodec, _CODECS[self._codec]),
             cudacontext=0,
             cudastream=self.stream.ptr,
             usedevicememory=True,
-            maxwidth=MAX_WIDTH,
-            maxheight=MAX_HEIGHT,
+            # Surfaces for this stream's coded size (whole macroblocks): a new SPS gets a new
+            # decoder, so no room is kept for a larger picture.
+            maxwidth=_CODED_ALIGN * -(-size[0] // _CODED_ALIGN),
+            maxheight=_CODED_ALIGN * -(-size[1] // _CODED_ALIGN),
             outputColorType=nvc.OutputColorType.RGB,
             latency=nvc.DisplayDecodeLatencyType.LOW,
         )
+        self.size = size
+        self.output = output_size(*size, self._input_size)
+        if self.output is not None:
+            self._decoder.setReconfigParams(*self.output)
 
     def decode(self, data: bytes, tag: int) -> list[NvdecFrame]:
-        """Feed one access unit; the frames it completes (views into the pool), tagged ``tag``."""
+        """Feed one access unit; the frames it completes (views into the pool), tagged ``tag``.
+        The stream's first unit must carry its SPS (cameras and clips start at a key unit)."""
+        if self._decoder is None:
+            self._create(data)
         buffer = np.frombuffer(data, np.uint8)
         packet = self._nvc.PacketData()
         packet.bsl_data = buffer.ctypes.data
@@ -82,6 +125,8 @@ class NvdecDecoder:
 
     def flush(self) -> list[NvdecFrame]:
         """An empty packet is end-of-stream: the frames still held back."""
+        if self._decoder is None:
+            return []
         return self._run(self._nvc.PacketData())
 
     def _run(self, packet: Any) -> list[NvdecFrame]:
@@ -92,12 +137,15 @@ class NvdecDecoder:
         out = []
         for frame in frames:
             height, width = frame.shape[:2]
+            if self.output is not None:
+                width, height = self.size  # type: ignore[misc]
             out.append(NvdecFrame(int(frame.timestamp), int(width), int(height), frame))
         return out
 
     def convert(self, frame: NvdecFrame, letterbox: Letterbox, pixel_format: str = "bgr24") -> Any:
-        """The frame copied out of the pool: CuPy HWC uint8 at the source size, in
-        ``pixel_format``'s channel order (the copy and the channel swap are one kernel)."""
+        """The frame copied out of the pool: CuPy HWC uint8 at the size it was decoded to (the
+        stream's, or :attr:`output`), in ``pixel_format``'s channel order (the copy and the
+        channel swap are one kernel)."""
         cupy = self._cupy
         with self.stream:
             pixels = cupy.from_dlpack(frame.view)
@@ -124,7 +172,7 @@ class NvdecFrameSource(DecoderFrameSource):
 
     def open(self, codec: str) -> NvdecDecoder:
         self._sequence = b""  # a fresh decoder takes whatever parameters come first
-        return self.decoder(codec)
+        return self.decoder(codec, self.spec.input_size)
 
     def needs_new_decoder(self, unit: ReceivedAccessUnit) -> bool:
         sequence = sequence_parameters(unit.data, self._codec) if unit.key else b""

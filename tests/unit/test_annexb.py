@@ -58,7 +58,7 @@ class FakeNvdec:
 
     made: list[str] = []
 
-    def __init__(self, codec: str) -> None:
+    def __init__(self, codec: str, input_size: tuple[int, int] | None) -> None:
         FakeNvdec.made.append(codec)
 
     def decode(self, data: bytes, tag: int) -> list[NvdecFrame]:

@@ -4,13 +4,14 @@ device, the kept faces copied back), not CuPy itself (tests/gpu does that)."""
 
 from __future__ import annotations
 
-import sys
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import fake_gpu
+from fake_gpu import DeviceArray
 from model_inputs import INPUT, clip_frames, model_input
 
 from dalistream.engine.onnxruntime import OnnxRuntimeEngine
@@ -18,26 +19,10 @@ from dalistream.models.arrays import array_module, to_host
 from dalistream.models.kinds import output_decoder
 
 
-class DeviceArray(np.ndarray):
-    """An array the code takes for CuPy's (its type lives in module ``cupy``)."""
-
-    copies_to_host = 0
-
-    def get(self) -> np.ndarray:
-        DeviceArray.copies_to_host += 1
-        return np.asarray(self)
-
-
-DeviceArray.__module__ = "cupy"
-
-
 @pytest.fixture
 def fake_cupy(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    module = types.ModuleType("cupy")
-    module.__getattr__ = lambda name: getattr(np, name)  # type: ignore[method-assign]
-    module.asarray = lambda a, dtype=None: np.asarray(a, dtype=dtype).view(DeviceArray)
-    monkeypatch.setitem(sys.modules, "cupy", module)
-    DeviceArray.copies_to_host = 0
+    module = fake_gpu.fake_cupy()
+    fake_gpu.install(monkeypatch, module)
     return module
 
 

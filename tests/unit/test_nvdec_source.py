@@ -1,0 +1,98 @@
+"""The NVDEC source's own logic on PyNvVideoCodec's API over FFmpeg (``fake_gpu``): each decoder
+sized from its stream's SPS, large streams decoded straight to their letterbox size while
+frames keep the stream's size, and what happens before the first SPS. tests/gpu runs NVDEC."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fake_gpu
+from clips import encode
+
+from dalistream.decode import FrameSpec, StreamStart
+from dalistream.decode.nvdec import NvdecFrameSource, output_size
+from dalistream.decode.pyav import PyAvDecoder
+from dalistream.geometry import Letterbox
+from dalistream.ingest.files import ClipReader
+from dalistream.ingest.sink import ReceivedAccessUnit
+from dalistream.metrics import Stages
+from dalistream.pipeline.sampling import Sampler
+
+
+@pytest.fixture
+def nvc(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    module = fake_gpu.fake_nvc()
+    fake_gpu.install(monkeypatch, fake_gpu.fake_cupy(), module)
+    return module
+
+
+def clip_units(path: Path, seconds: float) -> tuple[str, list[ReceivedAccessUnit]]:
+    reader = ClipReader(path)
+    try:
+        units, _ = reader.read(seconds)
+    finally:
+        reader.close()
+    return reader.codec, [ReceivedAccessUnit(unit.data, unit.key, unit.pts, 0.0, 0.0) for unit in units]
+
+
+def test_output_sizes() -> None:
+    assert output_size(1920, 1080, (640, 640)) == (640, 360)
+    assert output_size(2560, 1440, (640, 480)) == (640, 360)
+    assert output_size(1000, 999, (333, 333)) == (334, 334)  # 333x333 rounded up to even for NV12
+    assert output_size(640, 360, (640, 640)) is None  # already the letterbox size
+    assert output_size(320, 240, (640, 640)) is None  # smaller: the graph scales it up
+    assert output_size(1920, 1080, None) is None
+
+
+def test_a_large_stream_comes_out_at_its_letterbox_size(nvc: types.ModuleType, sample_clip: Path) -> None:
+    codec, units = clip_units(sample_clip, 1.0)
+    source = NvdecFrameSource("cam", Sampler(5.0), FrameSpec((640, 640), "bgr24"), Stages())
+    decoded = source.process([StreamStart(codec), *units])
+    (decoder,) = nvc.made
+    assert (decoder.kwargs["maxwidth"], decoder.kwargs["maxheight"]) == (1920, 1088)  # the stream's coded size
+    assert decoder.target == (640, 360)
+    assert decoded.errors == 0 and len(decoded.frames) >= 4
+    pyav = PyAvDecoder(codec)
+    on_cpu = {unit.pts: frame for tag, unit in enumerate(units) for frame in pyav.decode(unit.data, tag)}
+    for frame in decoded.frames:
+        assert frame.letterbox == Letterbox.fit(1920, 1080, 640, 640)  # boxes map back to the stream's pixels
+        assert type(frame.image) is fake_gpu.DeviceArray and frame.image.shape == (360, 640, 3)
+        expected = PyAvDecoder.convert(on_cpu[frame.pts], frame.letterbox, "bgr24").astype(int)
+        image = np.asarray(frame.image, int)
+        assert np.abs(image - expected).mean() < 3.0  # the same picture (swscale rounds RGB and BGR apart)
+        assert np.abs(image[..., ::-1] - expected).mean() > 10.0  # in the model's channel order
+
+
+def test_a_stream_within_the_letterbox_is_not_scaled(nvc: types.ModuleType, sample_clip: Path) -> None:
+    codec, units = clip_units(sample_clip, 0.5)
+    source = NvdecFrameSource("cam", Sampler(5.0), FrameSpec((2048, 2048), "rgb24"), Stages())
+    decoded = source.process([StreamStart(codec), *units])
+    assert nvc.made[0].target is None
+    assert decoded.frames and all(frame.image.shape == (1080, 1920, 3) for frame in decoded.frames)
+
+
+def test_a_new_size_gets_a_decoder_of_its_own_size(nvc: types.ModuleType, tmp_path: Path) -> None:
+    clip = encode(tmp_path / "two.h265", [(1280, 720, 10), (320, 180, 10)], codec="h265")
+    codec, units = clip_units(clip, 10.0)
+    source = NvdecFrameSource("cam", Sampler(25.0), FrameSpec((640, 640), "rgb24"), Stages())
+    frames = source.process([StreamStart(codec), *units]).frames + source.finish().frames
+    assert [(d.kwargs["maxwidth"], d.kwargs["maxheight"], d.target) for d in nvc.made] == [
+        (1280, 720, (640, 360)),
+        (320, 192, None),  # 180 rows are 12 macroblock rows
+    ]
+    assert [frame.letterbox.source_width for frame in frames] == [1280] * 10 + [320] * 10
+    assert [frame.image.shape[:2] for frame in frames] == [(360, 640)] * 10 + [(180, 320)] * 10
+
+
+def test_units_before_the_first_sps_are_decode_errors(nvc: types.ModuleType, sample_clip: Path) -> None:
+    codec, units = clip_units(sample_clip, 1.0)
+    first_key = next(index for index, unit in enumerate(units) if unit.key)
+    later = units[first_key + 1 : first_key + 4]
+    source = NvdecFrameSource("cam", Sampler(25.0), FrameSpec((640, 640), "bgr24"), Stages())
+    decoded = source.process([StreamStart(codec), *later, units[first_key]])
+    assert decoded.errors == len(later) and not nvc.made[1:]  # no decoder until the SPS came
+    assert len(decoded.frames) == 1 and decoded.frames[0].pts == units[first_key].pts
