@@ -35,7 +35,7 @@ class PipelineConfig:
     detect_fps: float = _doc("Frames analysed per second per camera, chosen by timestamp.", default=5.0)
     gpu_decode: str = _doc('On the GPU: "nvdec" (a decoder per camera, each frame out as its access unit arrives) or "dali-gop" (closed GOPs decoded whole by DALI: throughput, at up to one GOP of latency).', default="nvdec")
     max_batch: int = _doc("Most frames (across cameras) in one inference batch (0 = by device: 1 on the CPU, where batching buys ONNX Runtime no speed and costs latency; 8 on the GPU).", default=0)
-    infer_workers: int = _doc("Inference batches run at once, each by its own detector (0 = by device: one per CPU core on the CPU, 2 on the GPU: batches double-buffered).", default=0)
+    infer_workers: int = _doc("Inference batches analysed at once (0 = by device: on the CPU one per core, each by its own detector; on the GPU 3, one in each stage of one detector whose stages are pipelined).", default=0)
     max_wait_ms: float = _doc("Longest a frame waits for its batch to fill.", default=20.0)
     queue_frames: int = _doc("Sampled frames held per camera before the oldest is dropped.", default=2)
     decode_threads: int = _doc("Worker threads decoding all cameras (0 = one per CPU core).", default=0)

@@ -16,9 +16,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
 
 from dalistream.config import ConfigError
 
@@ -178,14 +176,3 @@ def device_memory(device: str) -> dict[str, int]:
 
     free, total = cupy.cuda.runtime.memGetInfo()
     return {"gpu_memory_used_mib": (total - free) >> 20, "gpu_memory_total_mib": total >> 20}
-
-
-def postprocess_stream(device: str) -> AbstractContextManager[Any]:
-    """What a detector's postprocess runs under: on the GPU a CUDA stream of its own (CuPy's
-    current stream inside the ``with``, so engines hand their outputs to it by DLPack or an
-    event, and thresholding and NMS overlap other detectors' work); on the CPU nothing."""
-    if device != GPU:
-        return nullcontext()
-    import cupy
-
-    return cupy.cuda.Stream(non_blocking=True)

@@ -2,7 +2,8 @@
 (tests/gpu checks the real libraries where there is one).
 
 ``fake_cupy``: CuPy as NumPy, its arrays of a type that lives in module ``cupy`` (so the code
-takes them for device arrays) and that counts copies to the host. ``fake_nvc``:
+takes them for device arrays) and that counts copies to the host, its streams and events
+logging what was asked of them (``module.log``). ``fake_nvc``:
 PyNvVideoCodec's decoder API (``CreateDecoder``, ``PacketData``, ``setReconfigParams``,
 ``Decode``) over FFmpeg, output as RGB at the decoder's target size.
 """
@@ -33,20 +34,57 @@ class DeviceArray(np.ndarray):
 DeviceArray.__module__ = "cupy"
 
 
-class _Stream:
-    ptr = 0
+class CudaLog:
+    """What the code asked of CUDA, in order: ``(operation, stream or event, ...)`` tuples,
+    streams and events named by the order they were made (``s0``, ``e0``...)."""
 
-    def __init__(self, non_blocking: bool = False) -> None:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.streams = 0
+        self.events = 0
+        self.current: list[_Stream] = []
+
+
+class _Event:
+    def __init__(self, log: CudaLog, time_ms: float = 0.0) -> None:
+        self.name = f"e{log.events}"
+        log.events += 1
+        self._log = log
+        self.time_ms = time_ms
+        self.done = True
+
+    def synchronize(self) -> None:
+        self._log.calls.append(("synchronize", self.name))
+
+
+class _Stream:
+    def __init__(self, log: CudaLog, non_blocking: bool = False) -> None:
+        self.name = f"s{log.streams}"
+        self.ptr = log.streams
+        log.streams += 1
+        self._log = log
         self.synchronized = 0
+        self.clock_ms = 0.0  # each record moves the stream's clock on by a millisecond
 
     def __enter__(self) -> _Stream:
+        self._log.current.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        self._log.current.pop()
 
     def synchronize(self) -> None:
         self.synchronized += 1
+
+    def wait_event(self, event: _Event) -> None:
+        self._log.calls.append(("wait", self.name, event.name))
+
+    def record(self, event: _Event | None = None) -> _Event:
+        event = event or _Event(self._log)
+        self.clock_ms += 1.0
+        event.time_ms = self.clock_ms
+        self._log.calls.append(("record", self.name, event.name))
+        return event
 
 
 def fake_cupy() -> types.ModuleType:
@@ -55,7 +93,13 @@ def fake_cupy() -> types.ModuleType:
     module.asarray = lambda a, dtype=None: np.asarray(a, dtype=dtype).view(DeviceArray)
     module.from_dlpack = lambda a: np.from_dlpack(a).view(DeviceArray)
     module.ascontiguousarray = lambda a: np.ascontiguousarray(a).view(DeviceArray)
-    module.cuda = types.SimpleNamespace(Stream=_Stream)
+    log = module.log = CudaLog()
+    module.cuda = types.SimpleNamespace(
+        Stream=lambda non_blocking=False: _Stream(log, non_blocking),
+        Event=lambda: _Event(log),
+        get_elapsed_time=lambda start, end: end.time_ms - start.time_ms,
+        get_current_stream=lambda: log.current[-1] if log.current else None,
+    )
     DeviceArray.copies_to_host = 0
     return module
 

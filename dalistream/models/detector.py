@@ -7,19 +7,20 @@ detect through this object, so what they measure is what the service runs.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from dalistream.config import ModelConfig
-from dalistream.device import DevicePlan, postprocess_stream
+from dalistream.device import DevicePlan
 from dalistream.engine import create_engine
 from dalistream.geometry import Letterbox
 from dalistream.metrics import Stages
 from dalistream.models.faces import Faces
 from dalistream.models.kinds import input_convention, output_decoder
 from dalistream.pipeline.preprocess import Preprocessor
+from dalistream.pipeline.schedule import BatchSchedule, Sequencer, Step
+from dalistream.pipeline.streams import stage_streams
 
 
 class Detector:
@@ -29,11 +30,13 @@ class Detector:
 
     ``score_threshold`` overrides the model's (``eval`` lowers it to see the whole PR curve).
     Each call measures its stages (``dali_graph``, ``inference``, ``postprocess``) into
-    ``stages``. Calls may come from several threads: the graph's output buffer is reused by
-    its next run, so preprocessing and inference of one batch hold a lock, and what leaves
-    this object (faces, :meth:`tensor`'s copy) is the caller's. On the GPU the three stages
-    run on three streams: DALI's, the engine's own, and this detector's postprocess stream,
-    which the engine hands its outputs to (DLPack's stream handshake or an event).
+    ``stages``. Calls may come from several threads and are pipelined as
+    :mod:`~dalistream.pipeline.schedule` lays out: ``buffers`` DALI graphs, each its own
+    output buffer (the model input), taken in turn, so with two the next batch is
+    preprocessed while one infers and another is reduced to faces, each stage on its own
+    stream on the GPU (:mod:`~dalistream.pipeline.streams`). What leaves this object (faces,
+    :meth:`tensor`'s copy) is the caller's. The single-stage methods (:meth:`tensor`,
+    :meth:`infer`, :meth:`decode`) are for one thread timing stages, not alongside calls.
     """
 
     def __init__(
@@ -44,21 +47,23 @@ class Detector:
         *,
         score_threshold: float | None = None,
         stages: Stages | None = None,
+        buffers: int = 1,
     ) -> None:
         width, height = model.input
         self.model = model
         self.device = plan.device
         self.max_batch = max_batch
         self.convention = input_convention(model.kind)
-        self._preprocess = Preprocessor(
-            width, height, max_batch, mean=self.convention.mean, std=self.convention.std, device=plan.device
-        )
+        self._graphs = [
+            Preprocessor(width, height, max_batch, mean=self.convention.mean, std=self.convention.std, device=plan.device)
+            for _ in range(buffers)
+        ]
         self._engine = create_engine(model, plan.device, max_batch)
         threshold = model.score_threshold if score_threshold is None else score_threshold
         self._decoder = output_decoder(model.kind, width, height, threshold, model.nms_iou)
         self._stages = stages if stages is not None else Stages()
-        self._lock = threading.Lock()
-        self._stream = postprocess_stream(plan.device)
+        self.streams = stage_streams(plan.device, buffers)
+        self._batches = Sequencer(BatchSchedule(buffers), self.streams)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -71,22 +76,26 @@ class Detector:
         return self.convention.pixel_format
 
     def warm_up(self) -> None:
-        """Run a blank batch of the largest size: the first runs allocate buffers and pick
-        kernels (hundreds of ms), better before any camera's frames wait on it."""
+        """Run a blank batch of the largest size through each graph: the first runs allocate
+        buffers and pick kernels (hundreds of ms), better before any camera's frames wait."""
         width, height = self.input_size
         blank = np.zeros((height, width, 3), np.uint8)  # copied to the device by a GPU graph
-        self([blank] * self.max_batch, [Letterbox.fit(width, height, width, height)] * self.max_batch)
+        for _ in self._graphs:
+            self([blank] * self.max_batch, [Letterbox.fit(width, height, width, height)] * self.max_batch)
 
     def __call__(self, images: Sequence[np.ndarray], letterboxes: Sequence[Letterbox]) -> list[Faces]:
         """Faces per image; ``letterboxes[i]`` says where ``images[i]`` came from."""
         n = len(images)
-        with self._lock:
+
+        def preprocess(step: Step, _: None) -> object:
             with self._stages.measure("dali_graph", n):
-                tensor = self._preprocess(images, letterboxes)
-            with self._stages.measure("inference", n), self._stream:
-                outputs = self._engine(tensor)
-        with self._stream:
-            return self.decode(outputs, letterboxes)
+                return self._graphs[step.buffer](images, letterboxes)
+
+        def infer(_: Step, tensor: object) -> Mapping[str, object]:
+            with self._stages.measure("inference", n):
+                return self._engine(tensor)
+
+        return self._batches(preprocess, infer, lambda _, outputs: self.decode(outputs, letterboxes))
 
     def tensor(self, images: Sequence[np.ndarray], *, copy: bool = True) -> np.ndarray:
         """The model input for ``images``, a copy the caller owns (for tools that time stages).
@@ -94,13 +103,13 @@ class Detector:
         ``copy=False`` returns the graph's own output buffer, valid only until this detector's
         next call: for a single thread timing the graph alone.
         """
-        with self._lock, self._stages.measure("dali_graph", len(images)):
-            tensor = self._preprocess(images)
+        with self._stages.measure("dali_graph", len(images)):
+            tensor = self._graphs[0](images)
             return np.array(tensor, copy=True) if copy else tensor
 
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         """The engine alone on a prepared input."""
-        with self._lock, self._stages.measure("inference", len(tensor)):
+        with self._stages.measure("inference", len(tensor)):
             return self._engine(tensor)
 
     def decode(self, outputs: Mapping[str, np.ndarray], letterboxes: Sequence[Letterbox]) -> list[Faces]:

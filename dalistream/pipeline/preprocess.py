@@ -21,7 +21,8 @@ class Preprocessor:
     On the CPU, frames are NumPy arrays already scaled to their letterbox content size and
     the result is a NumPy array; on the GPU, frames are CuPy arrays (or host arrays, copied
     up) at any size, scaled in the graph (``scale``, the GPU's default; the CPU graph can
-    scale too), and the result is a CuPy array on the device (no host round trip). Either way
+    scale too), and the result is a CuPy array on the device (no host round trip), ready in
+    the order of CuPy's current stream (the detector's preprocess stream). Either way
     the result is a view of DALI's output buffer (no copy): it stays valid until the next call,
     so the caller must be done with it (inference) before calling again;
     :class:`~dalistream.models.detector.Detector` keeps that rule for its callers.
@@ -99,6 +100,7 @@ class Preprocessor:
             return np.from_dlpack(output.as_tensor())[: len(frames)]
         import cupy
 
-        self._pipe.feed_input(FRAMES, [cupy.asarray(frame) for frame in batch])
-        (output,) = self._pipe.run()  # without a stream, run() returns once the outputs are ready
+        stream = cupy.cuda.get_current_stream()  # frames copied up, and the outputs ready, in its order
+        self._pipe.feed_input(FRAMES, [cupy.asarray(frame) for frame in batch], cuda_stream=stream)
+        (output,) = self._pipe.run(stream)
         return cupy.asarray(output.as_tensor())[: len(frames)]

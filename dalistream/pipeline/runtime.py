@@ -4,9 +4,10 @@ The runtime only wires the stages. Each camera has an ingest task (RTSP or a cli
 its :class:`UnitQueue`; a decode task hands chunks of that queue to the camera's
 :class:`~dalistream.decode.FrameSource` on a decode thread (one chunk at a time, so each decoder
 sees its stream in order) and pushes the sampled frames into the :class:`Batcher`; one batch task
-per inference worker (:mod:`~dalistream.pipeline.shape`) runs its own
-:class:`~dalistream.models.detector.Detector` on an inference thread, never taking a frame of a
-camera whose previous frame another worker still holds (so each camera's records stay in order).
+per inference worker (:mod:`~dalistream.pipeline.shape`) runs batches through its
+:class:`~dalistream.models.detector.Detector` (its own on the CPU; on the GPU one shared,
+its stages pipelined) on an inference thread, never taking a frame of a camera whose previous
+frame another worker still holds (so each camera's records stay in order).
 The stage implementations come from the device plan resolved at start-up.
 """
 
@@ -158,6 +159,7 @@ class Runtime:
         self._written = asyncio.Event()  # a batch's records were written
         self._draining = False  # stopping: the batch loop analyses what waits, then returns
         self._batch_loops: list[asyncio.Task[None]] = []  # one per inference worker, while running
+        self._detectors: list[Detector] = []  # once loaded
         self._decode_pool: ThreadPoolExecutor | None = None  # set while running
         self._failure: asyncio.Future[None] | None = None  # a camera task's bug, raised by run()
         self._ended: asyncio.Event | None = None  # every camera's source ended by itself
@@ -201,6 +203,13 @@ class Runtime:
     def batch_queued(self) -> int:
         """Sampled frames, all cameras, waiting for a batch."""
         return len(self._batcher)
+
+    def stream_busy_ms(self) -> dict[str, float]:
+        """Device milliseconds each stage's streams have been busy, all detectors (GPU only)."""
+        busy: Counter[str] = Counter()
+        for detector in self._detectors:
+            busy.update(detector.streams.busy_ms())
+        return dict(busy)
 
     def analysed(self) -> dict[str, int]:
         return {camera: state.counts["frames_analysed"] for camera, state in self._cameras.items()}
@@ -373,15 +382,18 @@ class Runtime:
             ThreadPoolExecutor(threads, thread_name_prefix="decode") as decode_pool,
             ThreadPoolExecutor(self.shape.workers, thread_name_prefix="infer") as infer_pool,
         ):
-            detectors = await asyncio.gather(*(loop.run_in_executor(infer_pool, self._detector) for _ in range(self.shape.workers)))
-            log.info("detectors ready", workers=len(detectors), **device_memory(self.plan.device))
+            detectors = self._detectors = await asyncio.gather(
+                *(loop.run_in_executor(infer_pool, self._detector) for _ in range(self.shape.detectors))
+            )
+            log.info("detectors ready", detectors=len(detectors), workers=self.shape.workers, **device_memory(self.plan.device))
             self._writer.start()
             self._decode_pool = decode_pool
             for state in self._cameras.values():
                 self._launch(state)
             self.ready = True
             batching = self._batch_loops = [
-                asyncio.create_task(self._batch_loop(detector, infer_pool), name=f"batch-{i}") for i, detector in enumerate(detectors)
+                asyncio.create_task(self._batch_loop(detectors[i % len(detectors)], infer_pool), name=f"batch-{i}")
+                for i in range(self.shape.workers)
             ]
             for task in batching:
                 task.add_done_callback(lambda _: self._taken.set())  # nobody waits on a dead batch loop
@@ -430,7 +442,7 @@ class Runtime:
 
     def _detector(self) -> Detector:
         model = dataclasses.replace(self.config.model, intra_op_threads=self.shape.intra_op_threads)
-        detector = Detector(model, self.plan, self.shape.max_batch, stages=self.stages)
+        detector = Detector(model, self.plan, self.shape.max_batch, stages=self.stages, buffers=self.shape.buffers)
         detector.warm_up()
         return detector
 

@@ -81,6 +81,11 @@ class RuntimeCollector(Collector):
         yield GaugeMetricFamily("dalistream_output_ok", "0 while records are not reaching the output.", value=float(runtime.output_problem is None))
         for name, mib in device_memory(runtime.plan.device).items():  # the GPU's; nothing on the CPU
             yield GaugeMetricFamily(f"dalistream_{name.removesuffix('_mib')}_bytes", "GPU memory (all its processes).", value=mib << 20)
+        if busy := runtime.stream_busy_ms():  # the GPU's streams; nothing on the CPU
+            streams = CounterMetricFamily("dalistream_stream_busy_seconds", "Device time each stage's CUDA streams ran.", labels=["stage"])
+            for stage, ms in busy.items():
+                streams.add_metric([stage], ms / 1e3)
+            yield streams
 
 
 def metrics_registry(runtime: Runtime) -> CollectorRegistry:

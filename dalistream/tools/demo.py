@@ -138,13 +138,14 @@ def run_local(
 
 class RunUsage:
     """Wall time, our CPU and the RTSP server's CPU at the measured window's start and end, and
-    the device's memory in use at its end (GPU only)."""
+    on the GPU the device's memory in use at its end and each stage's stream busy time in it."""
 
     def __init__(self, server: LocalRtspServer | None) -> None:
         self._server = server
         self.start: tuple[float, float, float] | None = None
         self.end: tuple[float, float, float] | None = None
         self.memory: dict[str, int] = {}
+        self.busy_ms: tuple[dict[str, float], dict[str, float]] = ({}, {})  # at the start, at the end
 
     def now(self) -> tuple[float, float, float]:
         return time.time(), time.process_time(), self._server.cpu_s() if self._server is not None else 0.0
@@ -154,11 +155,17 @@ async def run_measured(runtime: Runtime, warmup_s: float, duration_s: float, usa
     """:func:`run_for` ``warmup_s`` + ``duration_s``, ``usage`` taken at the window's two ends."""
     loop = asyncio.get_running_loop()
     usage.start = usage.now()
-    loop.call_later(warmup_s, lambda: setattr(usage, "start", usage.now()))
+
+    def start() -> None:
+        usage.start = usage.now()
+        usage.busy_ms = (runtime.stream_busy_ms(), {})
 
     def end() -> None:
         usage.end = usage.now()
         usage.memory = device_memory(runtime.plan.device)
+        usage.busy_ms = (usage.busy_ms[0], runtime.stream_busy_ms())
+
+    loop.call_later(warmup_s, start)
 
     loop.call_later(warmup_s + duration_s, end)
     return await run_for(runtime, warmup_s + duration_s, progress)
@@ -166,7 +173,8 @@ async def run_measured(runtime: Runtime, warmup_s: float, duration_s: float, usa
 
 def window_stats(lines: Iterable[Mapping[str, Any]], usage: RunUsage, detect_fps: float) -> dict[str, Any]:
     """The measured window: per camera the frames that arrived in it per second (min, mean over
-    cameras), frames dropped or lost in it, their latency percentiles, CPU of ours and the server."""
+    cameras), frames dropped or lost in it, their latency percentiles, CPU of ours and the server;
+    on the GPU its memory and the share of the window each stage's streams were busy."""
     (start, cpu0, server0), (end, cpu1, server1) = usage.start, usage.end or usage.now()
     seconds = max(end - start, 1e-9)
     analysed: Counter = Counter()
@@ -202,6 +210,10 @@ def window_stats(lines: Iterable[Mapping[str, Any]], usage: RunUsage, detect_fps
         "cpu_percent": round(100 * (cpu1 - cpu0) / seconds, 1),
         "rtsp_server_cpu_percent": round(100 * (server1 - server0) / seconds, 1),
         **usage.memory,
+        **{
+            f"{stage}_stream_busy_percent": round((busy - usage.busy_ms[0].get(stage, 0.0)) / (10 * seconds), 1)
+            for stage, busy in usage.busy_ms[1].items()
+        },
     }
 
 

@@ -131,6 +131,36 @@ def test_tensorrt_fp16_finds_the_faces_onnxruntime_finds(model_path: Path, frame
     assert_same_faces(want, decode(outputs, letterboxes), "TensorRT FP16")
 
 
+def test_the_pipelined_gpu_detector_gives_each_batch_its_own_faces(model_path: Path, frames: list, tmp_path: Path) -> None:
+    """One GPU detector, two input buffers, three threads (the service's GPU shape): each
+    batch's faces are the ones it gets alone, and each stage's stream was busy."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dalistream.config import ModelConfig
+    from dalistream.device import DevicePlan
+    from dalistream.models.detector import Detector
+
+    cupy = cuda()
+    need("nvidia.dali", "nvidia-dali-cuda130")
+    need("torch", "torch")
+    need("onnx2torch", "onnx2torch")
+    model = ModelConfig(onnx=model_path, engine="torch", precision="fp16", cache_dir=tmp_path)
+    detector = Detector(model, DevicePlan("gpu", "test"), 2, buffers=2)
+    detector.warm_up()
+    letterboxes = [Letterbox.fit(frame.width, frame.height, *INPUT) for frame in frames]
+    images = [cupy.asarray(PyAvDecoder.convert(frame, box, "bgr24")) for frame, box in zip(frames, letterboxes)]
+    batches = [[images[i], images[(i + 1) % len(images)]] for i in range(len(images))] * 6
+    boxes = [[letterboxes[i], letterboxes[(i + 1) % len(images)]] for i in range(len(images))] * 6
+    alone = [detector(batch, box) for batch, box in zip(batches, boxes)]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(detector, batches, boxes))
+    for i, (a, b) in enumerate(zip(alone, together, strict=True)):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(to_host(x.boxes), to_host(y.boxes), err_msg=f"batch {i}")
+    busy = detector.streams.busy_ms()
+    assert set(busy) == {"preprocess", "inference", "postprocess"} and min(busy.values()) > 0, busy
+
+
 def assert_same_faces(want: list, got: list, what: str) -> None:
     """Every clear face (score >= 0.6) of either side is found by the other at IoU >= 0.9; faces
     near the threshold may fall either side of it in FP16."""

@@ -107,7 +107,7 @@ def test_check_prints_the_device_plan_and_refuses_an_impossible_gpu(model_path, 
     plan = checked["device_plan"]
     assert plan["device"] == "cpu" and plan["reason"], plan  # no GPU stages in this build yet
     cores = len(os.sched_getaffinity(0))  # one single-threaded detector per core (intra_op_threads = 1 here)
-    assert checked["inference_shape"] == {"workers": cores, "max_batch": 1, "intra_op_threads": 1}, checked
+    assert checked["inference_shape"] == {"workers": cores, "max_batch": 1, "intra_op_threads": 1, "detectors": cores, "buffers": 1}, checked
     assert "device plan" in stderr and plan["reason"] in stderr
     site.write_text(site.read_text().replace('device = "auto"', 'device = "gpu"'))
     process = run_cli("check", str(site))

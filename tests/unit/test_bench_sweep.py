@@ -13,9 +13,10 @@ NO_FACES = Faces(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros
 
 
 class Usage:
-    def __init__(self, start, end):
+    def __init__(self, start, end, memory=None, busy_ms=({}, {})):
         self.start, self.end = start, end
-        self.memory = {}  # a CPU run's
+        self.memory = memory or {}  # a CPU run has none
+        self.busy_ms = busy_ms
 
 
 def detections(camera, arrival, latency_ms):
@@ -36,6 +37,15 @@ def test_the_window_counts_only_what_arrived_in_it():
     assert (window["dropped"], window["frames_lost"]) == (2, 4)
     assert window["cpu_percent"] == 150.0 and window["rtsp_server_cpu_percent"] == 5.0
     assert 80 <= window["latency_p50_ms"] <= window["latency_p99_ms"] <= 109
+    assert not any(key.endswith("_stream_busy_percent") or key.startswith("gpu_") for key in window)
+
+
+def test_a_gpu_window_has_its_memory_and_each_stream_s_busy_share():
+    busy = ({"inference": 1000.0, "postprocess": 500.0}, {"preprocess": 900.0, "inference": 6000.0, "postprocess": 2500.0})
+    memory = {"gpu_memory_used_mib": 3000, "gpu_memory_total_mib": 143000}
+    window = window_stats([detections("a", 1003.0, 40)], Usage((1002.0, 10.0, 0.0), (1012.0, 12.0, 0.0), memory, busy), 5.0)
+    assert window["gpu_memory_used_mib"] == 3000
+    assert (window["preprocess_stream_busy_percent"], window["inference_stream_busy_percent"], window["postprocess_stream_busy_percent"]) == (9.0, 50.0, 20.0)
 
 
 @pytest.mark.parametrize(("change", "expected"), [

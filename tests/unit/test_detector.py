@@ -60,3 +60,27 @@ def test_tensor_is_the_caller_s_and_infer_decode_split_the_call(sample_clip: Pat
     whole = detector(images, letterboxes)
     for a, b in zip(split, whole, strict=True):
         np.testing.assert_array_equal(a.boxes, b.boxes)
+
+
+def test_batches_from_several_threads_are_pipelined_and_each_gets_its_own_faces(sample_clip: Path, model_path: Path) -> None:
+    """Two input buffers, three threads: every batch's faces are the ones it gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = ModelConfig(onnx=model_path, input=(640, 384))
+    decoder = PyAvDecoder("H264")
+    with av.open(str(sample_clip), format="h264") as container:
+        frames = [f for i, p in enumerate(islice(container.demux(), 90)) if p.size for f in decoder.decode(bytes(p), i)][::6]
+    letterbox = Letterbox.fit(frames[0].width, frames[0].height, *model.input)
+    batches = [[PyAvDecoder.convert(f, letterbox, "bgr24")] * 2 for f in frames]
+    alone = Detector(model, CPU_PLAN, 2)
+    expected = [alone(images, [letterbox] * 2) for images in batches]
+    stages = Stages()
+    shared = Detector(model, CPU_PLAN, 2, stages=stages, buffers=2)
+    with ThreadPoolExecutor(3) as pool:
+        found = list(pool.map(lambda images: shared(images, [letterbox] * 2), batches * 2))
+    assert sum(len(faces.scores) for batch in expected for faces in batch) >= 5 * len(batches)
+    for mine, theirs in zip(found, expected * 2, strict=True):
+        for a, b in zip(mine, theirs, strict=True):
+            np.testing.assert_array_equal(a.boxes, b.boxes)
+            np.testing.assert_array_equal(a.scores, b.scores)
+    assert stages.snapshot()["inference"].items == 2 * 2 * len(batches)
