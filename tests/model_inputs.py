@@ -15,6 +15,16 @@ from dalistream.models.kinds import RETINAFACE_INPUT
 INPUT = (960, 544)  # the default model.input
 
 
+def clip_units(clip: Path, seconds: float) -> tuple[str, list]:
+    """The clip's codec and its access units of the first ``seconds``."""
+    reader = ClipReader(clip)
+    try:
+        units, _ = reader.read(seconds)
+    finally:
+        reader.close()
+    return reader.codec, units
+
+
 def clip_frames(clip: Path, count: int) -> list:
     """The clip's first ``count`` decoded frames (PyAV), in order."""
     reader = ClipReader(clip)

@@ -13,14 +13,13 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from model_inputs import INPUT, clip_frames, model_input
+from model_inputs import INPUT, clip_frames, clip_units, model_input
 from pipeline_runs import run_pipeline
 
 from dalistream.decode import FrameSpec, StreamStart
 from dalistream.decode.pyav import PyAvDecoder
 from dalistream.engine.onnxruntime import OnnxRuntimeEngine
 from dalistream.geometry import Letterbox
-from dalistream.ingest.files import ClipReader
 from dalistream.ingest.sink import ReceivedAccessUnit
 from dalistream.metrics import Stages
 from dalistream.models.arrays import to_host
@@ -207,13 +206,9 @@ def test_nvdec_frames_match_pyav_frames(sample_clip: Path) -> None:
     from dalistream.decode.nvdec import NvdecDecoder
 
     wanted = 25
-    reader = ClipReader(sample_clip)
-    try:
-        units, _ = reader.read(2.0)
-    finally:
-        reader.close()
+    codec, units = clip_units(sample_clip, 2.0)
     assert len(units) > wanted, f"{len(units)} access units in the clip's first 2 s"
-    nvdec, pyav = NvdecDecoder(reader.codec), PyAvDecoder(reader.codec)
+    nvdec, pyav = NvdecDecoder(codec), PyAvDecoder(codec)
     on_gpu: dict[int, np.ndarray] = {}
     on_cpu: dict[int, np.ndarray] = {}
 
@@ -242,12 +237,8 @@ def test_nvdec_scales_a_large_stream_to_its_letterbox(sample_clip: Path) -> None
     need("PyNvVideoCodec", "pynvvideocodec")
     from dalistream.decode.nvdec import NvdecDecoder, output_size
 
-    reader = ClipReader(sample_clip)
-    try:
-        units, _ = reader.read(1.0)
-    finally:
-        reader.close()
-    nvdec, pyav = NvdecDecoder(reader.codec, INPUT), PyAvDecoder(reader.codec)
+    codec, units = clip_units(sample_clip, 1.0)
+    nvdec, pyav = NvdecDecoder(codec, INPUT), PyAvDecoder(codec)
     letterbox = Letterbox.fit(1920, 1080, *INPUT)
     scaled = output_size(1920, 1080, INPUT)
     assert scaled == (letterbox.content_width, letterbox.content_height) == (960, 540)
@@ -271,19 +262,15 @@ def test_dali_gop_frames_match_pyav_frames(sample_clip: Path) -> None:
     need("nvidia.dali", "nvidia-dali-cuda130")
     from dalistream.decode.gop import DaliGopFrameSource
 
-    reader = ClipReader(sample_clip)
-    try:
-        units, _ = reader.read(4.0)
-    finally:
-        reader.close()
+    codec, units = clip_units(sample_clip, 4.0)
     assert sum(unit.key for unit in units) >= 2, "want at least two GOPs"
     source = DaliGopFrameSource("cam", EveryFrame(), FrameSpec(None, "rgb24"), Stages())
     received = [ReceivedAccessUnit(unit.data, unit.key, unit.pts, 0.0, 0.0) for unit in units]
-    decoded = source.process([StreamStart(reader.codec), *received])
+    decoded = source.process([StreamStart(codec), *received])
     ended = source.finish()
     frames = decoded.frames + ended.frames
     assert decoded.errors == ended.errors == 0
-    pyav = PyAvDecoder(reader.codec)
+    pyav = PyAvDecoder(codec)
     on_cpu = [frame for tag, unit in enumerate(units) for frame in pyav.decode(unit.data, tag)] + pyav.flush()
     assert [frame.pts for frame in frames] == sorted(unit.pts for unit in units)
     assert len(frames) == len(on_cpu) == len(units)

@@ -8,10 +8,11 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+from model_inputs import clip_units
+
 from dalistream.decode import StreamStart
 from dalistream.decode.nvdec import NvdecFrame, NvdecFrameSource
 from dalistream.decode.source import FrameSpec
-from dalistream.ingest.files import ClipReader
 from dalistream.ingest.sink import ReceivedAccessUnit
 from dalistream.metrics import Stages
 from dalistream.pipeline.sampling import Sampler
@@ -42,15 +43,11 @@ def test_sequence_parameters_per_codec() -> None:
 
 
 def test_the_sample_clip_key_units_carry_one_sps(sample_clip: Path) -> None:
-    reader = ClipReader(sample_clip)
-    try:
-        units, _ = reader.read(4.0)
-    finally:
-        reader.close()
+    codec, units = clip_units(sample_clip, 4.0)
     keys = [unit for unit in units if unit.key]
     assert len(keys) >= 2
-    assert len({sequence_parameters(unit.data, reader.codec) for unit in keys}) == 1
-    assert sequence_parameters(keys[0].data, reader.codec)[0] & 0x1F == 7
+    assert len({sequence_parameters(unit.data, codec) for unit in keys}) == 1
+    assert sequence_parameters(keys[0].data, codec)[0] & 0x1F == 7
 
 
 class FakeNvdec:

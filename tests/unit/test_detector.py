@@ -20,13 +20,18 @@ from dalistream.models.kinds import input_convention, output_decoder
 from dalistream.pipeline.preprocess import Preprocessor
 
 
+def letterboxed_frames(clip: Path, packets: int, every: int, input_size: tuple[int, int]) -> tuple[list[np.ndarray], Letterbox]:
+    """Every ``every``-th frame of the clip's first ``packets``, scaled into ``input_size``."""
+    decoder = PyAvDecoder("H264")
+    with av.open(str(clip), format="h264") as container:
+        frames = [f for i, p in enumerate(islice(container.demux(), packets)) if p.size for f in decoder.decode(bytes(p), i)][::every]
+    letterbox = Letterbox.fit(frames[0].width, frames[0].height, *input_size)
+    return [PyAvDecoder.convert(f, letterbox, "bgr24") for f in frames], letterbox
+
+
 def test_detector_equals_its_parts_wired_by_hand(sample_clip: Path, model_path: Path) -> None:
     model = ModelConfig(onnx=model_path, input=(640, 384))
-    decoder = PyAvDecoder("H264")
-    with av.open(str(sample_clip), format="h264") as container:
-        frames = [f for i, p in enumerate(islice(container.demux(), 60)) if p.size for f in decoder.decode(bytes(p), i)][::10]
-    letterbox = Letterbox.fit(frames[0].width, frames[0].height, *model.input)
-    images = [PyAvDecoder.convert(f, letterbox, "bgr24") for f in frames]
+    images, letterbox = letterboxed_frames(sample_clip, 60, 10, model.input)
     assert len(images) == 6
 
     convention = input_convention(model.kind)
@@ -67,11 +72,8 @@ def test_batches_from_several_threads_are_pipelined_and_each_gets_its_own_faces(
     from concurrent.futures import ThreadPoolExecutor
 
     model = ModelConfig(onnx=model_path, input=(640, 384))
-    decoder = PyAvDecoder("H264")
-    with av.open(str(sample_clip), format="h264") as container:
-        frames = [f for i, p in enumerate(islice(container.demux(), 90)) if p.size for f in decoder.decode(bytes(p), i)][::6]
-    letterbox = Letterbox.fit(frames[0].width, frames[0].height, *model.input)
-    batches = [[PyAvDecoder.convert(f, letterbox, "bgr24")] * 2 for f in frames]
+    images, letterbox = letterboxed_frames(sample_clip, 90, 6, model.input)
+    batches = [[image] * 2 for image in images]
     alone = Detector(model, CPU_PLAN, 2)
     expected = [alone(images, [letterbox] * 2) for images in batches]
     stages = Stages()

@@ -12,12 +12,12 @@ import pytest
 
 import fake_gpu
 from clips import encode
+from model_inputs import clip_units
 
 from dalistream.decode import FrameSpec, StreamStart
 from dalistream.decode.nvdec import NvdecFrameSource, output_size
 from dalistream.decode.pyav import PyAvDecoder
 from dalistream.geometry import Letterbox
-from dalistream.ingest.files import ClipReader
 from dalistream.ingest.sink import ReceivedAccessUnit
 from dalistream.metrics import Stages
 from dalistream.pipeline.sampling import Sampler
@@ -30,13 +30,9 @@ def nvc(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     return module
 
 
-def clip_units(path: Path, seconds: float) -> tuple[str, list[ReceivedAccessUnit]]:
-    reader = ClipReader(path)
-    try:
-        units, _ = reader.read(seconds)
-    finally:
-        reader.close()
-    return reader.codec, [ReceivedAccessUnit(unit.data, unit.key, unit.pts, 0.0, 0.0) for unit in units]
+def received_units(path: Path, seconds: float) -> tuple[str, list[ReceivedAccessUnit]]:
+    codec, units = clip_units(path, seconds)
+    return codec, [ReceivedAccessUnit(unit.data, unit.key, unit.pts, 0.0, 0.0) for unit in units]
 
 
 def test_output_sizes() -> None:
@@ -49,7 +45,7 @@ def test_output_sizes() -> None:
 
 
 def test_a_large_stream_comes_out_at_its_letterbox_size(nvc: types.ModuleType, sample_clip: Path) -> None:
-    codec, units = clip_units(sample_clip, 1.0)
+    codec, units = received_units(sample_clip, 1.0)
     source = NvdecFrameSource("cam", Sampler(5.0), FrameSpec((640, 640), "bgr24"), Stages())
     decoded = source.process([StreamStart(codec), *units])
     (decoder,) = nvc.made
@@ -68,7 +64,7 @@ def test_a_large_stream_comes_out_at_its_letterbox_size(nvc: types.ModuleType, s
 
 
 def test_a_stream_within_the_letterbox_is_not_scaled(nvc: types.ModuleType, sample_clip: Path) -> None:
-    codec, units = clip_units(sample_clip, 0.5)
+    codec, units = received_units(sample_clip, 0.5)
     source = NvdecFrameSource("cam", Sampler(5.0), FrameSpec((2048, 2048), "rgb24"), Stages())
     decoded = source.process([StreamStart(codec), *units])
     assert nvc.made[0].target is None
@@ -77,7 +73,7 @@ def test_a_stream_within_the_letterbox_is_not_scaled(nvc: types.ModuleType, samp
 
 def test_a_new_size_gets_a_decoder_of_its_own_size(nvc: types.ModuleType, tmp_path: Path) -> None:
     clip = encode(tmp_path / "two.h265", [(1280, 720, 10), (320, 180, 10)], codec="h265")
-    codec, units = clip_units(clip, 10.0)
+    codec, units = received_units(clip, 10.0)
     source = NvdecFrameSource("cam", Sampler(25.0), FrameSpec((640, 640), "rgb24"), Stages())
     frames = source.process([StreamStart(codec), *units]).frames + source.finish().frames
     assert [(d.kwargs["maxwidth"], d.kwargs["maxheight"], d.target) for d in nvc.made] == [
@@ -89,7 +85,7 @@ def test_a_new_size_gets_a_decoder_of_its_own_size(nvc: types.ModuleType, tmp_pa
 
 
 def test_units_before_the_first_sps_are_decode_errors(nvc: types.ModuleType, sample_clip: Path) -> None:
-    codec, units = clip_units(sample_clip, 1.0)
+    codec, units = received_units(sample_clip, 1.0)
     first_key = next(index for index, unit in enumerate(units) if unit.key)
     later = units[first_key + 1 : first_key + 4]
     source = NvdecFrameSource("cam", Sampler(25.0), FrameSpec((640, 640), "bgr24"), Stages())

@@ -12,6 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from model_inputs import clip_units
+
 from dalistream.rtp.sps import SpsError, picture_size, rbsp
 
 ENCODERS = {"H264": ("libx264", "h264"), "H265": ("libx265", "hevc")}
@@ -136,15 +138,9 @@ def test_any_even_size(codec: str, half_width: int, half_height: int) -> None:
 
 
 def test_the_sample_clip(sample_clip) -> None:
-    from dalistream.ingest.files import ClipReader
-
-    reader = ClipReader(sample_clip)
-    try:
-        units, _ = reader.read(1.0)
-    finally:
-        reader.close()
+    codec, units = clip_units(sample_clip, 1.0)
     key = next(unit for unit in units if unit.key)
-    assert picture_size(key.data, reader.codec) == decoded_size(reader.codec, key.data)
+    assert picture_size(key.data, codec) == decoded_size(codec, key.data)
 
 
 def test_units_without_an_sps() -> None:
