@@ -108,6 +108,10 @@ class PyNvVCException(Exception):
     pass
 
 
+class PyNvVCExceptionUnsupported(Exception):
+    """Not a PyNvVCException: PyNvVideoCodec registers its two exception types apart."""
+
+
 class _PacketData:
     def __init__(self) -> None:
         self.bsl_data = 0
@@ -132,7 +136,11 @@ class _Frame:
 
 
 class FakeNvdecDecoder:
+    MAX_WIDTH = 8192  # what the fake NVDEC supports, like a real one's caps
+
     def __init__(self, **kwargs: Any) -> None:
+        if kwargs["maxwidth"] > self.MAX_WIDTH:
+            raise PyNvVCExceptionUnsupported(f"width {kwargs['maxwidth']} exceeds the decoder's {self.MAX_WIDTH}")
         self.kwargs = kwargs
         self.target: tuple[int, int] | None = None
         self._ffmpeg = PyAvDecoder({"H264": "H264", "HEVC": "H265"}[kwargs["codec"]])
@@ -161,6 +169,7 @@ def fake_nvc() -> types.ModuleType:
     module = types.ModuleType("PyNvVideoCodec")
     module.made = []  # every decoder created, in order
     module.PyNvVCException = PyNvVCException
+    module.PyNvVCExceptionUnsupported = PyNvVCExceptionUnsupported
     module.PacketData = _PacketData
     module.cudaVideoCodec = types.SimpleNamespace(H264="H264", HEVC="HEVC")
     module.OutputColorType = types.SimpleNamespace(RGB="RGB")

@@ -76,11 +76,14 @@ class NvdecDecoder:
             raise ValueError(f"unsupported codec {codec!r}; expected one of {', '.join(_CODECS)}")
         self._codec = codec
         self._nvc = nvc
+        # PyNvVideoCodec's two exception types are unrelated classes: catch both.
+        self._errors = tuple(getattr(nvc, name) for name in ("PyNvVCException", "PyNvVCExceptionUnsupported") if hasattr(nvc, name))
         self._cupy = cupy
         self._gpu = gpu
         self._input_size = input_size
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self._decoder: Any = None  # made at the first unit, from its SPS
+        self._refused = ""  # why NVDEC refused this stream's last SPS
         self.size: tuple[int, int] | None = None  # the stream's picture size
         self.output: tuple[int, int] | None = None  # the size NVDEC scales it to, if it does
 
@@ -89,10 +92,19 @@ class NvdecDecoder:
             size = picture_size(data, self._codec)
         except SpsError as exc:
             raise DecodeError(f"unreadable sequence parameter set: {exc}") from exc
-        if size is None:
-            raise DecodeError("access unit before the stream's first sequence parameter set")
+        if size is None:  # nothing to decode until a key unit brings one; say why there is no decoder
+            raise DecodeError(self._refused or "access unit before the stream's first sequence parameter set")
+        output = output_size(*size, self._input_size)
+        try:
+            self._decoder = self._create_decoder(size, output)
+        except self._errors as exc:  # a stream NVDEC cannot take (profile, bit depth, size, no session left)
+            self._refused = f"NVDEC cannot decode this {size[0]}x{size[1]} {self._codec} stream: {exc}"
+            raise DecodeError(self._refused) from exc
+        self.size, self.output = size, output
+
+    def _create_decoder(self, size: tuple[int, int], output: tuple[int, int] | None) -> Any:
         nvc = self._nvc
-        self._decoder = nvc.CreateDecoder(
+        decoder = nvc.CreateDecoder(
             gpuid=self._gpu,
             codec=getattr(nvc.cudaVideoCodec, _CODECS[self._codec]),
             cudacontext=0,
@@ -105,10 +117,9 @@ class NvdecDecoder:
             outputColorType=nvc.OutputColorType.RGB,
             latency=nvc.DisplayDecodeLatencyType.LOW,
         )
-        self.size = size
-        self.output = output_size(*size, self._input_size)
-        if self.output is not None:
-            self._decoder.setReconfigParams(*self.output)
+        if output is not None:
+            decoder.setReconfigParams(*output)
+        return decoder
 
     def decode(self, data: bytes, tag: int) -> list[NvdecFrame]:
         """Feed one access unit; the frames it completes (views into the pool), tagged ``tag``.
@@ -132,7 +143,7 @@ class NvdecDecoder:
     def _run(self, packet: Any) -> list[NvdecFrame]:
         try:
             frames = self._decoder.Decode(packet)
-        except self._nvc.PyNvVCException as exc:
+        except self._errors as exc:
             raise DecodeError(f"NVDEC rejected access unit: {exc}") from exc
         out = []
         for frame in frames:

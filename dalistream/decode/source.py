@@ -16,11 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+import structlog
+
 from dalistream.geometry import Letterbox
 from dalistream.ingest.sink import ReceivedAccessUnit
 from dalistream.metrics import Stages
 
 from .timing import FrameTimes
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,7 @@ class DecoderFrameSource(FrameSource):
         self._tag = 0
         self._corrupt = 0  # frames decoded with concealed errors in the current call
         self._decoded = 0  # frames decoded in the current call
+        self._last_error = ""  # the stream's last decode error, logged when it changes
 
     @abstractmethod
     def open(self, codec: str) -> StreamDecoder:
@@ -160,6 +165,7 @@ class DecoderFrameSource(FrameSource):
                 errors += self._drain(frames)
                 self._codec = item.codec
                 self._decoder = self.open(item.codec)
+                self._last_error = ""
                 self.selector.reset()
                 continue
             if self._decoder is None:
@@ -172,8 +178,9 @@ class DecoderFrameSource(FrameSource):
             with self.stages.measure("decode"):
                 try:
                     decoded = self._decoder.decode(item.data, self._tag)
-                except DecodeError:
+                except DecodeError as exc:
                     self._times.void(self._tag)
+                    self._rejected(exc)
                     errors += 1
                     continue
             self._select(decoded, frames)
@@ -194,12 +201,20 @@ class DecoderFrameSource(FrameSource):
                 with self.stages.measure("decode", 0):
                     try:
                         self._select(self._decoder.flush(), frames)
-                    except DecodeError:
+                    except DecodeError as exc:
+                        self._rejected(exc)
                         errors = 1
         finally:
             self._decoder = None
             self._times = FrameTimes()
         return errors
+
+    def _rejected(self, error: DecodeError) -> None:
+        """Say why units are rejected (counted as ``decode_errors`` in the camera's gap
+        events): once per stream and reason, not once per unit."""
+        if str(error) != self._last_error:
+            self._last_error = str(error)
+            log.warning("decode_error", camera=self.camera, codec=self._codec, error=self._last_error)
 
     def _select(self, decoded: Sequence[DecodedFrame], frames: list[SampledFrame]) -> None:
         self._decoded += len(decoded)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import structlog
 
 import fake_gpu
 from clips import encode
@@ -92,3 +93,17 @@ def test_units_before_the_first_sps_are_decode_errors(nvc: types.ModuleType, sam
     decoded = source.process([StreamStart(codec), *later, units[first_key]])
     assert decoded.errors == len(later) and not nvc.made[1:]  # no decoder until the SPS came
     assert len(decoded.frames) == 1 and decoded.frames[0].pts == units[first_key].pts
+
+
+def test_a_stream_nvdec_cannot_take_is_a_decode_error_said_once(
+    nvc: types.ModuleType, sample_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fake_gpu.FakeNvdecDecoder, "MAX_WIDTH", 1280)
+    codec, units = received_units(sample_clip, 1.0)
+    source = NvdecFrameSource("cam", Sampler(25.0), FrameSpec((640, 640), "bgr24"), Stages())
+    with structlog.testing.capture_logs() as logs:
+        decoded = source.process([StreamStart(codec), *units])
+    assert decoded.errors == len(units) and not decoded.frames and not nvc.made
+    said = [entry for entry in logs if entry["event"] == "decode_error"]
+    assert len(said) == 1 and said[0]["camera"] == "cam"
+    assert "NVDEC cannot decode this 1920x1080 H264 stream: width 1920 exceeds the decoder's 1280" == said[0]["error"]
