@@ -125,6 +125,7 @@ class DaliGopFrameSource(FrameSource):
                 decoded, errors = decoded + decoded_now, errors + failed
             if starts:
                 self.selector.reset()  # after the old stream's last GOP was sampled
+                self._last_error = ""
         return Decoded(frames, errors + self._gops.dropped - dropped, 0, decoded)
 
     def finish(self) -> Decoded:
@@ -142,7 +143,9 @@ class DaliGopFrameSource(FrameSource):
         with self.stages.measure("decode", len(gop.units)):
             try:
                 images = self._run(gop, wanted)
-            except RuntimeError:  # DALI reports an undecodable sample as RuntimeError
+            except RuntimeError as exc:  # DALI reports an undecodable sample as RuntimeError
+                self._pipelines.pipe = None  # a pipeline that failed a run is not reused
+                self._rejected(exc)
                 return 0, len(gop.units)
         for index, image in zip(wanted, images, strict=True):
             unit = order[index]

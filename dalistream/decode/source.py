@@ -88,6 +88,7 @@ class FrameSource(ABC):
         self.spec = spec
         self.stages = stages
         self.next_seq = 0
+        self._last_error = ""  # the stream's last decode error, logged when it changes
 
     @abstractmethod
     def process(self, items: Sequence[StreamStart | ReceivedAccessUnit]) -> Decoded:
@@ -97,6 +98,13 @@ class FrameSource(ABC):
     @abstractmethod
     def finish(self) -> Decoded:
         """The stream ended: the selected frames the decoder still held back."""
+
+    def _rejected(self, error: Exception) -> None:
+        """Say why units are rejected (counted as ``decode_errors`` in the camera's gap
+        events): once per stream and reason, not once per unit."""
+        if str(error) != self._last_error:
+            self._last_error = str(error)
+            log.warning("decode_error", camera=self.camera, error=self._last_error)
 
 
 class DecodeError(RuntimeError):
@@ -144,7 +152,6 @@ class DecoderFrameSource(FrameSource):
         self._tag = 0
         self._corrupt = 0  # frames decoded with concealed errors in the current call
         self._decoded = 0  # frames decoded in the current call
-        self._last_error = ""  # the stream's last decode error, logged when it changes
 
     @abstractmethod
     def open(self, codec: str) -> StreamDecoder:
@@ -208,13 +215,6 @@ class DecoderFrameSource(FrameSource):
             self._decoder = None
             self._times = FrameTimes()
         return errors
-
-    def _rejected(self, error: DecodeError) -> None:
-        """Say why units are rejected (counted as ``decode_errors`` in the camera's gap
-        events): once per stream and reason, not once per unit."""
-        if str(error) != self._last_error:
-            self._last_error = str(error)
-            log.warning("decode_error", camera=self.camera, codec=self._codec, error=self._last_error)
 
     def _select(self, decoded: Sequence[DecodedFrame], frames: list[SampledFrame]) -> None:
         self._decoded += len(decoded)
