@@ -70,18 +70,22 @@ class CudaStreams:
             end = stream.record()  # its own: the signal's event is reused
             with self._lock:
                 self._timed.append((step.stage, start, end))
+                self._add_up()  # what has finished, so the list stays short whether or not anyone asks
 
     def busy_ms(self) -> dict[str, float]:
         """Device milliseconds each stage's stream has been busy, over the steps finished so far."""
         with self._lock:
-            pending = []
-            for stage, start, end in self._timed:
-                if end.done:
-                    self._busy[stage] += self._cupy.cuda.get_elapsed_time(start, end)
-                else:
-                    pending.append((stage, start, end))
-            self._timed = pending
+            self._add_up()
             return dict(self._busy)
+
+    def _add_up(self) -> None:
+        pending = []
+        for stage, start, end in self._timed:
+            if end.done:
+                self._busy[stage] += self._cupy.cuda.get_elapsed_time(start, end)
+            else:
+                pending.append((stage, start, end))
+        self._timed = pending
 
 
 def stage_streams(device: str, buffers: int) -> HostStreams | CudaStreams:
