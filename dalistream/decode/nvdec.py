@@ -11,7 +11,7 @@ set (:func:`~dalistream.rtp.sps.picture_size`): its surfaces for that picture si
 than the largest a camera might send, and, for a stream larger than the model's letterbox,
 an output at the letterbox size (NVDEC's own scaler, set by ``setReconfigParams`` before
 the first picture), so the frame pool, the copies out of it and the GPU graph's resize work
-on a third of a 1080p frame's pixels. Frames still report the stream's size, the size boxes
+on a quarter of a 1080p frame's pixels for the default 960x544 input. Frames still report the stream's size, the size boxes
 are mapped back to.
 
 Every frame is decoded (P-frames need their references); only selected frames are copied

@@ -12,11 +12,10 @@ import re
 from dalistream.rtp import h264, h265
 
 _START = re.compile(b"\x00\x00\x01")
-# What fixes a stream's picture size and format, per codec: its NAL type reader and the types.
-_SEQUENCE = {
-    "H264": (h264.type_field, frozenset({h264.NAL_SPS})),
-    "H265": (h265.type_field, frozenset({h265.NAL_VPS, h265.NAL_SPS})),
-}
+NAL_TYPE = {"H264": h264.type_field, "H265": h265.type_field}
+"""Each codec's reader of a NAL unit's type from its first byte."""
+# What fixes a stream's picture size and format, per codec.
+_SEQUENCE = {"H264": frozenset({h264.NAL_SPS}), "H265": frozenset({h265.NAL_VPS, h265.NAL_SPS})}
 
 
 def nal_units(data: bytes) -> list[bytes]:
@@ -31,5 +30,5 @@ def sequence_parameters(data: bytes, codec: str) -> bytes:
     """The access unit's sequence-level parameter sets (H.264 SPS; H.265 VPS + SPS), joined,
     or ``b""`` when it carries none. A change of these bytes is where a stream may change its
     picture size, profile or bit depth."""
-    nal_type, wanted = _SEQUENCE[codec]
+    nal_type, wanted = NAL_TYPE[codec], _SEQUENCE[codec]
     return b"".join(nal for nal in nal_units(data) if nal and nal_type(nal[0]) in wanted)

@@ -9,7 +9,7 @@ decoder displays. Only the fields before the size are read; nothing after it is 
 from __future__ import annotations
 
 from dalistream.rtp import h264, h265
-from dalistream.rtp.annexb import nal_units
+from dalistream.rtp.annexb import NAL_TYPE, nal_units
 
 # H.264 profiles whose SPS carries chroma format, bit depths and scaling matrices (7.3.2.1.1).
 _HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
@@ -64,14 +64,11 @@ def rbsp(nal: bytes) -> bytes:
 def picture_size(unit: bytes, codec: str) -> tuple[int, int] | None:
     """The displayed (width, height) the access unit's SPS declares, or None when it carries
     no SPS. Raises :class:`SpsError` for an SPS that cannot be read."""
-    if codec == "H264":
-        wanted, parse = h264.NAL_SPS, _h264_size
-        nal_type = h264.type_field
-    elif codec == "H265":
-        wanted, parse = h265.NAL_SPS, _h265_size
-        nal_type = h265.type_field
-    else:
-        raise ValueError(f"unsupported codec {codec!r}; expected H264 or H265")
+    try:
+        wanted, parse = _SPS[codec]
+    except KeyError:
+        raise ValueError(f"unsupported codec {codec!r}; expected H264 or H265") from None
+    nal_type = NAL_TYPE[codec]
     for nal in nal_units(unit):
         if nal and nal_type(nal[0]) == wanted:
             width, height = parse(_Bits(rbsp(nal)))
@@ -166,3 +163,7 @@ def _skip_profile_tier_level(bits: _Bits, sub_layers: int) -> None:
     for profile_present, level_present in present:
         bits.u(88 if profile_present else 0)
         bits.u(8 if level_present else 0)
+
+
+_SPS = {"H264": (h264.NAL_SPS, _h264_size), "H265": (h265.NAL_SPS, _h265_size)}
+"""Each codec's SPS NAL type and the reader of its picture size."""

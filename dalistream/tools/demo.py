@@ -166,7 +166,6 @@ async def run_measured(runtime: Runtime, warmup_s: float, duration_s: float, usa
         usage.busy_ms = (usage.busy_ms[0], runtime.stream_busy_ms())
 
     loop.call_later(warmup_s, start)
-
     loop.call_later(warmup_s + duration_s, end)
     return await run_for(runtime, warmup_s + duration_s, progress)
 
