@@ -194,7 +194,7 @@ def _check(args: argparse.Namespace) -> int:
     from dalistream.device import GPU
     from dalistream.pipeline.capacity import available_cores, gpu_demand, plan_for, probe_gpu_resources
     from dalistream.pipeline.preflight import preflight
-    from dalistream.pipeline.shape import inference_shape
+    from dalistream.engine.shape import inference_shape
 
     config = config_module.load(args.config)
     plan = preflight(config)

@@ -1,7 +1,7 @@
 """DALI graph definitions (importable as ``dalistream.graphs``).
 
 Only graph functions live here: they return symbolic DataNodes. Building, feeding and running
-them is done by :mod:`dalistream.pipeline.preprocess` and :mod:`dalistream.decode.gop`.
+them is done by :mod:`dalistream.engine.preprocess` and :mod:`dalistream.decode.gop`.
 """
 
 from .gop import gop_decode

@@ -20,7 +20,7 @@ from dalistream import config as config_module
 from dalistream.decode.images import load_image
 from dalistream.device import CPU_PLAN
 from dalistream.engine.quantize import calibration_images
-from dalistream.models.detector import Detector
+from dalistream.engine.detector import Detector
 
 
 def main() -> None:

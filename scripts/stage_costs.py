@@ -29,7 +29,7 @@ from dalistream.config import ModelConfig
 from dalistream.decode import PyAvDecoder
 from dalistream.device import CPU_PLAN
 from dalistream.geometry import Letterbox
-from dalistream.models.detector import Detector
+from dalistream.engine.detector import Detector
 from dalistream.sinks import JsonlWriter
 from dalistream.tools.demo import MODEL, SAMPLE_CLIP
 

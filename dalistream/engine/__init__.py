@@ -162,7 +162,7 @@ def build(config: Config) -> dict[str, str]:
         raise ConfigError(f"model.onnx: {model.onnx} not found")
     if config.pipeline.device != "gpu":
         return {"device": "cpu", "precision": model.precision, "model": str(cpu_model_path(model))}
-    from dalistream.pipeline.shape import inference_shape
+    from dalistream.engine.shape import inference_shape
 
     max_batch = inference_shape(config.pipeline, model, "gpu", 1).max_batch
     return {"device": "gpu", "precision": model.precision, "engine": str(tensorrt_engine_path(model, max_batch))}

@@ -40,7 +40,7 @@ from dalistream.config import RETINAFACE_INT8_EXCLUDE
 from dalistream.decode.images import ImageError, load_image
 from dalistream.models.convention import InputConvention
 from dalistream.models.kinds import RETINAFACE_INPUT
-from dalistream.pipeline.preprocess import Preprocessor
+from dalistream.engine.preprocess import Preprocessor
 
 log = structlog.get_logger(__name__)
 

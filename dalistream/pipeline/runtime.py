@@ -4,8 +4,8 @@ The runtime only wires the stages. Each camera has an ingest task (RTSP or a cli
 its :class:`UnitQueue`; a decode task hands chunks of that queue to the camera's
 :class:`~dalistream.decode.FrameSource` on a decode thread (one chunk at a time, so each decoder
 sees its stream in order) and pushes the sampled frames into the :class:`Batcher`; one batch task
-per inference worker (:mod:`~dalistream.pipeline.shape`) runs batches through its
-:class:`~dalistream.models.detector.Detector` (its own on the CPU; on the GPU one shared,
+per inference worker (:mod:`~dalistream.engine.shape`) runs batches through its
+:class:`~dalistream.engine.detector.Detector` (its own on the CPU; on the GPU one shared,
 its stages pipelined) on an inference thread, never taking a frame of a camera whose previous
 frame another worker still holds (so each camera's records stay in order).
 The stage implementations come from the device plan resolved at start-up.
@@ -32,13 +32,13 @@ from dalistream.decode import Decoded, FrameSource, FrameSpec, SampledFrame, Str
 from dalistream.device import DevicePlan, device_memory
 from dalistream.ingest import Ingest, ReceivedAccessUnit, ingest_for
 from dalistream.metrics import Latencies, Stages, Telemetry
-from dalistream.models.detector import Detector
+from dalistream.engine.detector import Detector
 from dalistream.models.kinds import input_convention
 from dalistream.pipeline.batching import Batcher
 from dalistream.pipeline.preflight import preflight
 from dalistream.pipeline.sampling import IdleWatch, Sampler
 from dalistream.pipeline.capacity import available_cores
-from dalistream.pipeline.shape import InferenceShape, inference_shape
+from dalistream.engine.shape import InferenceShape, inference_shape
 from dalistream.pipeline.status import AnalysedFrame, CameraStatus, StatusView
 from dalistream.pipeline.units import Put, UnitQueue
 from dalistream.sinks import output_writer

@@ -2,7 +2,7 @@
 
 Each image goes through the code the service runs on camera frames: the JPEG becomes an
 ``av.VideoFrame``, :meth:`PyAvDecoder.convert` scales and colour-converts it into its letterbox,
-and the service's :class:`~dalistream.models.detector.Detector` (DALI graph, engine, the model
+and the service's :class:`~dalistream.engine.detector.Detector` (DALI graph, engine, the model
 kind's decoder with batched NMS) returns faces in source pixels. Only the score threshold
 differs: it is low (:data:`EVAL_SCORE_THRESHOLD`) so the PR curve reaches high recall.
 The detections are then scored with :mod:`dalistream.tools.evaluation`.
@@ -24,7 +24,7 @@ from dalistream.decode.images import ImageError, load_image
 from dalistream.tools.evaluation import Detections, GroundTruthError, ImageTruth, evaluate, load_ground_truth
 from dalistream.geometry import Letterbox
 from dalistream.device import CPU_PLAN, DevicePlan
-from dalistream.models.detector import Detector
+from dalistream.engine.detector import Detector
 from dalistream.progress import Progress
 
 EVAL_SCORE_THRESHOLD = 0.02

@@ -137,7 +137,7 @@ def test_the_pipelined_gpu_detector_gives_each_batch_its_own_faces(model_path: P
 
     from dalistream.config import ModelConfig
     from dalistream.device import DevicePlan
-    from dalistream.models.detector import Detector
+    from dalistream.engine.detector import Detector
 
     cupy = cuda()
     need("nvidia.dali", "nvidia-dali-cuda130")
@@ -178,7 +178,7 @@ def test_dali_gpu_letterbox_matches_the_cpu_one(frames: list) -> None:
     before normalisation, and the padding exactly the mean colour (zero after normalising)."""
     cupy = cuda()
     need("nvidia.dali", "nvidia-dali-cuda130")
-    from dalistream.pipeline.preprocess import Preprocessor
+    from dalistream.engine.preprocess import Preprocessor
 
     width, height = INPUT
     convention = RETINAFACE_INPUT

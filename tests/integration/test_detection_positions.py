@@ -12,7 +12,7 @@ from dalistream.decode import FrameSpec, PyAvFrameSource, StreamStart
 from dalistream.device import CPU_PLAN
 from dalistream.ingest import ReceivedAccessUnit
 from dalistream.metrics import Stages
-from dalistream.models.detector import Detector
+from dalistream.engine.detector import Detector
 from dalistream.pipeline.runtime import analyse
 from dalistream.pipeline.sampling import Sampler
 from dalistream.tools.demo import demo_config

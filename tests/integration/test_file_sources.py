@@ -175,7 +175,7 @@ def test_the_cli_exits_70_on_an_internal_error(sample_clip: Path, model_path, tm
     site = tmp_path / "site.toml"
     site.write_text(f'[pipeline]\ndevice = "cpu"\n[model]\nonnx = "{model_path}"\n[output]\ndir = "{tmp_path / "out"}"\n'
                     f'[[camera]]\nid = "cam0"\nurl = "{sample_clip.as_uri()}"\nloop = true\n')
-    inject = ("import sys; from dalistream.models.detector import Detector\n"
+    inject = ("import sys; from dalistream.engine.detector import Detector\n"
               "def broken(self, images, letterboxes): raise KeyError('injected')\n"
               "Detector.__call__ = broken\n"
               "from dalistream.cli import main; sys.exit(main(sys.argv[1:]))")

@@ -35,7 +35,7 @@ from dalistream.engine.quantize import (
 )
 from dalistream.geometry import Letterbox
 from dalistream.models.kinds import RETINAFACE_INPUT, input_convention
-from dalistream.pipeline.preprocess import Preprocessor
+from dalistream.engine.preprocess import Preprocessor
 
 SHARED = SHARED_DATA
 CALIB = SHARED / "calib"

@@ -13,8 +13,8 @@ from collections import defaultdict
 
 import pytest
 
-from dalistream.pipeline.schedule import INFERENCE, POSTPROCESS, PREPROCESS, STAGES, BatchSchedule, IssueOrder, Sequencer, Signal, Step
-from dalistream.pipeline.streams import HostStreams
+from dalistream.engine.schedule import INFERENCE, POSTPROCESS, PREPROCESS, STAGES, BatchSchedule, IssueOrder, Sequencer, Signal, Step
+from dalistream.engine.streams import HostStreams
 
 
 class Timeline:
@@ -230,7 +230,7 @@ def test_cuda_streams_carry_out_the_schedule(monkeypatch: pytest.MonkeyPatch) ->
 
     cupy = fake_gpu.fake_cupy()
     fake_gpu.install(monkeypatch, cupy)
-    from dalistream.pipeline.streams import CudaStreams
+    from dalistream.engine.streams import CudaStreams
 
     streams = CudaStreams(2)
     names = {stage: streams.streams[stage].name for stage in STAGES}

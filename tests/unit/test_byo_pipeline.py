@@ -23,7 +23,7 @@ from dalistream.config import ModelConfig
 from dalistream.decode import SampledFrame
 from dalistream.device import CPU_PLAN
 from dalistream.geometry import Letterbox
-from dalistream.models.detector import Detector
+from dalistream.engine.detector import Detector
 from dalistream.pipeline.runtime import analyse
 from dalistream.tools.evaluation import ImageTruth
 

@@ -8,7 +8,7 @@ import pytest
 
 from dalistream.decode import PyAvDecoder
 from dalistream.geometry import Letterbox
-from dalistream.pipeline.preprocess import Preprocessor
+from dalistream.engine.preprocess import Preprocessor
 
 
 @pytest.mark.parametrize("pixel_format", ["bgr24", "rgb24"])

@@ -15,9 +15,9 @@ from dalistream.device import CPU_PLAN
 from dalistream.engine.onnxruntime import OnnxRuntimeEngine
 from dalistream.geometry import Letterbox
 from dalistream.metrics import Stages
-from dalistream.models.detector import Detector
+from dalistream.engine.detector import Detector
 from dalistream.models.kinds import input_convention, output_decoder
-from dalistream.pipeline.preprocess import Preprocessor
+from dalistream.engine.preprocess import Preprocessor
 
 
 def letterboxed_frames(clip: Path, packets: int, every: int, input_size: tuple[int, int]) -> tuple[list[np.ndarray], Letterbox]:

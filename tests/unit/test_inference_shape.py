@@ -3,7 +3,7 @@
 import pytest
 
 from dalistream.config import ModelConfig, PipelineConfig
-from dalistream.pipeline.shape import InferenceShape, inference_shape
+from dalistream.engine.shape import InferenceShape, inference_shape
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 from dalistream.decode.pyav import PyAvDecoder
 from dalistream.geometry import Letterbox
 from dalistream.models.retinaface import RETINAFACE_MEAN_BGR, RETINAFACE_STD
-from dalistream.pipeline.preprocess import Preprocessor
+from dalistream.engine.preprocess import Preprocessor
 
 
 def reference(frames, width, height):

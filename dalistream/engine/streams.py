@@ -20,7 +20,7 @@ from typing import Any
 
 from dalistream.device import GPU
 
-from .schedule import STAGES, Signal, Step
+from dalistream.engine.schedule import STAGES, Signal, Step
 
 
 class HostStreams:

@@ -10,7 +10,7 @@ side by side do whole frames (on the 2-core machine: two one-thread sessions ran
 one two-thread session 8–11). So the CPU default is single-frame batches on one detector per
 core, each session on one thread; consecutive frames overlap their preprocessing, inference and
 postprocessing. A GPU wants the opposite: large batches, through one detector whose three
-stages are pipelined on three streams (:mod:`~dalistream.pipeline.schedule`) with two input
+stages are pipelined on three streams (:mod:`~dalistream.engine.schedule`) with two input
 buffers, and three batches in flight, so batch k+1 is preprocessed while k infers and k-1 is
 reduced to faces, and the GPU is not left idle by the host's share of each batch.
 """
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 from dalistream.config import ModelConfig, PipelineConfig
 from dalistream.device import GPU
-from dalistream.pipeline.schedule import STAGES
+from dalistream.engine.schedule import STAGES
 
 GPU_MAX_BATCH = 8  # the default TensorRT profile's largest batch
 GPU_BUFFERS = 2  # input buffers of the GPU detector: double-buffered

@@ -25,7 +25,7 @@ class Preprocessor:
     the order of CuPy's current stream (the detector's preprocess stream). Either way
     the result is a view of DALI's output buffer (no copy): it stays valid until the next call,
     so the caller must be done with it (inference) before calling again;
-    :class:`~dalistream.models.detector.Detector` keeps that rule for its callers.
+    :class:`~dalistream.engine.detector.Detector` keeps that rule for its callers.
 
     The graph always runs a full batch of ``max_batch`` samples, the missing ones a 1×1
     placeholder, and only the real ones are returned: fed batches of varying size, DALI 2.4's

@@ -18,9 +18,9 @@ from dalistream.geometry import Letterbox
 from dalistream.metrics import Stages
 from dalistream.models.faces import Faces
 from dalistream.models.kinds import input_convention, output_decoder
-from dalistream.pipeline.preprocess import Preprocessor
-from dalistream.pipeline.schedule import BatchSchedule, Sequencer, Step
-from dalistream.pipeline.streams import stage_streams
+from dalistream.engine.preprocess import Preprocessor
+from dalistream.engine.schedule import BatchSchedule, Sequencer, Step
+from dalistream.engine.streams import stage_streams
 
 
 class Detector:
@@ -31,10 +31,10 @@ class Detector:
     ``score_threshold`` overrides the model's (``eval`` lowers it to see the whole PR curve).
     Each call measures its stages (``dali_graph``, ``inference``, ``postprocess``) into
     ``stages``. Calls may come from several threads and are pipelined as
-    :mod:`~dalistream.pipeline.schedule` lays out: ``buffers`` DALI graphs, each its own
+    :mod:`~dalistream.engine.schedule` lays out: ``buffers`` DALI graphs, each its own
     output buffer (the model input), taken in turn, so with two the next batch is
     preprocessed while one infers and another is reduced to faces, each stage on its own
-    stream on the GPU (:mod:`~dalistream.pipeline.streams`). What leaves this object (faces,
+    stream on the GPU (:mod:`~dalistream.engine.streams`). What leaves this object (faces,
     :meth:`tensor`'s copy) is the caller's. The single-stage methods (:meth:`tensor`,
     :meth:`infer`, :meth:`decode`) are for one thread timing stages, not alongside calls.
     """
