@@ -1,11 +1,17 @@
 """Stand-ins for the GPU libraries, for the GPU code's own logic on a machine without a GPU
-(tests/gpu checks the real libraries where there is one).
+(tests/gpu checks the real libraries where there is one). Each offers only names the real
+package has, and behaves as it does where the code depends on it:
+tests/unit/test_gpu_standins.py holds them to the installed CuPy and to PyNvVideoCodec's
+real bindings.
 
-``fake_cupy``: CuPy as NumPy, its arrays of a type that lives in module ``cupy`` (so the code
-takes them for device arrays) and that counts copies to the host, its streams and events
-logging what was asked of them (``module.log``). ``fake_nvc``:
-PyNvVideoCodec's decoder API (``CreateDecoder``, ``PacketData``, ``setReconfigParams``,
-``Decode``) over FFmpeg, output as RGB at the decoder's target size.
+``fake_cupy``: CuPy over NumPy. Its arrays (:class:`DeviceArray`) are not NumPy arrays: like
+CuPy's they refuse implicit conversion to the host (``np.asarray(a)`` raises ``TypeError``),
+refuse NumPy arrays as operands, dispatch NumPy's functions and ufuncs to the module's own,
+and count every host round trip (``get()``, ``bool``/``int``/``float``, ``item``, ``tolist``,
+and the operations whose result's size is data-dependent, which make CuPy wait for the device:
+``nonzero``, ``unique``, boolean-mask indexing ...). Streams and events log what was asked of
+them. ``fake_nvc``: PyNvVideoCodec's decoder API (``CreateDecoder``, ``PacketData``,
+``setReconfigParams``, ``Decode``) over FFmpeg, output as RGB at the decoder's target size.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,88 +27,288 @@ import numpy as np
 from dalistream.decode.pyav import PyAvDecoder
 from dalistream.geometry import Letterbox
 
+IMPLICIT_CONVERSION = "Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct a NumPy array explicitly."
+"""CuPy's own message (its ``ndarray.__array__``)."""
 
-class DeviceArray(np.ndarray):
-    """An array the code takes for CuPy's (its type lives in module ``cupy``)."""
+# What the stand-in offers: every name here must exist in the real CuPy (the conformance test).
+FUNCTIONS = (
+    "abs", "all", "any", "arange", "argmax", "argsort", "broadcast_to", "clip", "concatenate", "cumsum",
+    "empty", "exp", "full", "isfinite", "lexsort", "logical_and", "logical_not", "maximum", "minimum", "ones",
+    "searchsorted", "sort", "stack", "sum", "take_along_axis", "triu", "where", "zeros", "zeros_like",
+)
+SYNCING_FUNCTIONS = ("argwhere", "bincount", "compress", "extract", "flatnonzero", "nonzero", "unique")
+"""Functions whose result's size depends on the data: CuPy waits for the device to know it."""
+UPLOADS = ("array", "asarray", "ascontiguousarray")
+CONSTANTS = ("bool_", "float16", "float32", "float64", "inf", "int32", "int64", "intp", "nan", "newaxis", "uint8")
+METHODS = (
+    "all", "any", "argmax", "argsort", "astype", "copy", "cumsum", "max", "min", "ravel", "reshape", "sum",
+    "transpose", "view",
+)
+ATTRIBUTES = ("T", "dtype", "itemsize", "nbytes", "ndim", "shape", "size", "strides")
+ROUND_TRIPS = ("get", "item", "tolist", "__bool__", "__int__", "__float__", "__index__")
+_OPERATORS = (
+    "add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor", "lshift", "rshift",
+    "lt", "le", "gt", "ge", "eq", "ne",
+)
 
-    copies_to_host = 0
 
-    def get(self) -> np.ndarray:
-        DeviceArray.copies_to_host += 1
-        return np.asarray(self)
-
-
-DeviceArray.__module__ = "cupy"
-
-
-class CudaLog:
-    """What the code asked of CUDA, in order: ``(operation, stream or event, ...)`` tuples,
-    streams and events named by the order they were made (``s0``, ``e0``...)."""
+class Device:
+    """What the code asked of the stand-in device, in order."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
+        self.calls: list[tuple[str, ...]] = []  # stream and event operations
+        self.round_trips: list[str] = []  # every wait for the device's data, by what caused it
+        self.names: dict[int, str] = {}  # id(stream or event) -> "s0", "e0" ...
+        self.current: list[Stream] = []
         self.streams = 0
         self.events = 0
-        self.current: list[_Stream] = []
+
+    def name(self, obj: object) -> str:
+        return self.names[id(obj)]
+
+    def transfers(self) -> int:
+        """Copies to the host (``get()``)."""
+        return self.round_trips.count("get")
 
 
-class _Event:
-    def __init__(self, log: CudaLog, time_ms: float = 0.0) -> None:
-        self.name = f"e{log.events}"
-        log.events += 1
-        self._log = log
-        self.time_ms = time_ms
-        self.done = True
+def _unwrap(value: Any, device: Device, upload: bool = False) -> Any:
+    if isinstance(value, DeviceArray):
+        return value._host
+    if isinstance(value, np.ndarray) and value.ndim > 0 and not upload:
+        raise TypeError(f"Unsupported type {type(value)}")  # CuPy takes no NumPy array as an operand
+    if isinstance(value, (list, tuple)):
+        return type(value)(_unwrap(item, device, upload) for item in value)
+    return value
+
+
+def _wrap(value: Any, device: Device) -> Any:
+    if isinstance(value, (np.ndarray, np.generic)):  # CuPy's reductions give 0-d device arrays, not scalars
+        return DeviceArray(np.asarray(value), device)
+    if isinstance(value, tuple):
+        return tuple(_wrap(item, device) for item in value)
+    if isinstance(value, list):
+        return [_wrap(item, device) for item in value]
+    return value
+
+
+class DeviceArray:
+    """An array on the stand-in device (see the module docstring)."""
+
+    __array_priority__ = 100  # as CuPy's: NumPy scalars defer to it
+
+    def __init__(self, host: np.ndarray, device: Device) -> None:
+        self._host = host
+        self._device = device
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise TypeError(IMPLICIT_CONVERSION)
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        unwrapped = [_unwrap(value, self._device) for value in inputs]
+        return _wrap(getattr(ufunc, method)(*unwrapped, **kwargs), self._device)
+
+    def __array_function__(self, func: Callable[..., Any], types: Any, args: Any, kwargs: Any) -> Any:
+        module = _MODULES[id(self._device)]
+        if not hasattr(module, func.__name__):
+            return NotImplemented
+        return getattr(module, func.__name__)(*args, **kwargs)
+
+    def get(self, stream: Any = None, order: str = "C", out: Any = None, blocking: bool = True) -> np.ndarray:
+        self._device.round_trips.append("get")
+        return self._host.copy()
+
+    def item(self) -> Any:
+        self._device.round_trips.append("item")
+        return self._host.item()
+
+    def tolist(self) -> Any:
+        self._device.round_trips.append("tolist")
+        return self._host.tolist()
+
+    def __bool__(self) -> bool:
+        self._device.round_trips.append("__bool__")
+        return bool(self._host)
+
+    def __int__(self) -> int:
+        self._device.round_trips.append("__int__")
+        return int(self._host)
+
+    def __float__(self) -> float:
+        self._device.round_trips.append("__float__")
+        return float(self._host)
+
+    def __index__(self) -> int:
+        self._device.round_trips.append("__index__")
+        return self._host.__index__()
+
+    def __len__(self) -> int:
+        return len(self._host)
+
+    def __getitem__(self, key: Any) -> DeviceArray:
+        key = _unwrap(key, self._device, upload=True)
+        masks = key if isinstance(key, tuple) else (key,)
+        if any(isinstance(part, np.ndarray) and part.dtype == bool for part in masks):
+            self._device.round_trips.append("boolean index")
+        return DeviceArray(self._host[key], self._device)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._host[_unwrap(key, self._device, upload=True)] = _unwrap(value, self._device)
+
+    def __neg__(self) -> DeviceArray:
+        return DeviceArray(-self._host, self._device)
+
+    def __invert__(self) -> DeviceArray:
+        return DeviceArray(~self._host, self._device)
+
+    def __abs__(self) -> DeviceArray:
+        return DeviceArray(abs(self._host), self._device)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ATTRIBUTES:
+            return _wrap(getattr(self._host, name), self._device)
+        if name in METHODS:
+            method = getattr(self._host, name)
+            return lambda *args, **kwargs: _wrap(method(*_unwrap(args, self._device), **kwargs), self._device)
+        raise AttributeError(f"the CuPy stand-in's arrays have no {name!r}")
+
+    def __repr__(self) -> str:
+        return f"DeviceArray({self._host!r})"
+
+
+def _operator(name: str, reflected: bool) -> Callable[[DeviceArray, Any], Any]:
+    dunder = f"__r{name}__" if reflected else f"__{name}__"
+
+    def apply(self: DeviceArray, other: Any) -> Any:
+        result = getattr(self._host, dunder)(_unwrap(other, self._device))
+        return NotImplemented if result is NotImplemented else _wrap(result, self._device)
+
+    return apply
+
+
+for _name in _OPERATORS:
+    setattr(DeviceArray, f"__{_name}__", _operator(_name, False))
+    if _name not in ("lt", "le", "gt", "ge", "eq", "ne"):
+        setattr(DeviceArray, f"__r{_name}__", _operator(_name, True))
+DeviceArray.__module__ = "cupy"  # what the code's array_module() looks at
+DeviceArray.__hash__ = None  # type: ignore[assignment]
+
+
+class Event:
+    """``cupy.cuda.Event``: recorded on a stream's clock; always done."""
+
+    def __init__(self, block: bool = False, disable_timing: bool = False, interprocess: bool = False, *, _device: Device) -> None:
+        _device.names[id(self)] = f"e{_device.events}"
+        _device.events += 1
+        self._device = _device
+        self._time_ms = 0.0
+
+    @property
+    def done(self) -> bool:
+        return True
+
+    def record(self, stream: Stream | None = None) -> None:
+        (stream or _current(self._device)).record(self)
 
     def synchronize(self) -> None:
-        self._log.calls.append(("synchronize", self.name))
+        self._device.calls.append(("synchronize", self._device.name(self)))
 
 
-class _Stream:
-    def __init__(self, log: CudaLog, non_blocking: bool = False) -> None:
-        self.name = f"s{log.streams}"
-        self.ptr = log.streams
-        log.streams += 1
-        self._log = log
-        self.synchronized = 0
-        self.clock_ms = 0.0  # each record moves the stream's clock on by a millisecond
+class Stream:
+    """``cupy.cuda.Stream``: a context manager making itself current; each record moves its
+    clock on by a millisecond."""
 
-    def __enter__(self) -> _Stream:
-        self._log.current.append(self)
+    def __init__(self, null: bool = False, non_blocking: bool = False, ptds: bool = False, priority: Any = None,
+                 *, _device: Device) -> None:
+        _device.names[id(self)] = "null" if null else f"s{_device.streams}"
+        self.ptr = 0 if null else _device.streams + 1
+        _device.streams += 0 if null else 1
+        self._device = _device
+        self._clock_ms = 0.0
+
+    def __enter__(self) -> Stream:
+        self._device.current.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._log.current.pop()
+        self._device.current.pop()
 
     def synchronize(self) -> None:
-        self.synchronized += 1
+        self._device.calls.append(("synchronize", self._device.name(self)))
 
-    def wait_event(self, event: _Event) -> None:
-        self._log.calls.append(("wait", self.name, event.name))
+    def wait_event(self, event: Event) -> None:
+        self._device.calls.append(("wait", self._device.name(self), self._device.name(event)))
 
-    def record(self, event: _Event | None = None) -> _Event:
-        event = event or _Event(self._log)
-        self.clock_ms += 1.0
-        event.time_ms = self.clock_ms
-        self._log.calls.append(("record", self.name, event.name))
+    def record(self, event: Event | None = None) -> Event:
+        event = event or Event(_device=self._device)
+        self._clock_ms += 1.0
+        event._time_ms = self._clock_ms
+        self._device.calls.append(("record", self._device.name(self), self._device.name(event)))
         return event
 
 
+def _current(device: Device) -> Stream:
+    return device.current[-1] if device.current else _NULL_STREAMS[id(device)]
+
+
+_MODULES: dict[int, types.ModuleType] = {}
+_NULL_STREAMS: dict[int, Stream] = {}
+
+
+def _function(name: str, device: Device) -> Callable[..., Any]:
+    implementation = getattr(np, name)
+    upload = name in UPLOADS
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if name in SYNCING_FUNCTIONS:
+            device.round_trips.append(name)
+        if name == "argsort" or (name == "sort" and isinstance(args[0], DeviceArray)):
+            kwargs.setdefault("kind", "stable")  # CuPy sorts stably (CUB radix sort)
+        return _wrap(implementation(*_unwrap(args, device, upload), **_unwrap(kwargs, device, upload)), device)
+
+    call.__name__ = name
+    return call
+
+
 def fake_cupy() -> types.ModuleType:
+    """A fresh CuPy stand-in; its :class:`Device` (log and round trips) is ``device_of(module)``."""
+    device = Device()
     module = types.ModuleType("cupy")
-    module.__getattr__ = lambda name: getattr(np, name)  # type: ignore[method-assign]
-    module.asarray = lambda a, dtype=None: np.asarray(a, dtype=dtype).view(DeviceArray)
-    module.from_dlpack = lambda a: np.from_dlpack(a).view(DeviceArray)
-    module.ascontiguousarray = lambda a: np.ascontiguousarray(a).view(DeviceArray)
-    log = module.log = CudaLog()
+    for name in (*FUNCTIONS, *SYNCING_FUNCTIONS, *UPLOADS):
+        setattr(module, name, _function(name, device))
+    for name in CONSTANTS:
+        setattr(module, name, getattr(np, name))
+    module.ndarray = DeviceArray
+    module.asnumpy = lambda a, stream=None, order="C", out=None, blocking=True: a.get()
+    module.from_dlpack = lambda array, *, device=None, copy=None: DeviceArray(np.from_dlpack(array), _device_of(module))
+    null = Stream(null=True, _device=device)
+    stream_class = type("Stream", (Stream,), {"null": null, "__init__": _bound_init(Stream.__init__, device)})
+    event_class = type("Event", (Event,), {"__init__": _bound_init(Event.__init__, device)})
     module.cuda = types.SimpleNamespace(
-        Stream=lambda non_blocking=False: _Stream(log, non_blocking),
-        Event=lambda: _Event(log),
-        get_elapsed_time=lambda start, end: end.time_ms - start.time_ms,
-        get_current_stream=lambda: log.current[-1] if log.current else None,
+        Stream=stream_class,
+        Event=event_class,
+        get_elapsed_time=lambda start_event, end_event: end_event._time_ms - start_event._time_ms,
+        get_current_stream=lambda device_id=-1: _current(device),
     )
-    DeviceArray.copies_to_host = 0
+    module._device = device
+    _MODULES[id(device)] = module
+    _NULL_STREAMS[id(device)] = null
     return module
+
+
+def _bound_init(init: Callable[..., None], device: Device) -> Callable[..., None]:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+        init(self, *args, **kwargs, _device=device)
+
+    return __init__
+
+
+def _device_of(module: types.ModuleType) -> Device:
+    return module._device
+
+
+def device_of(module: types.ModuleType) -> Device:
+    """The stand-in device behind a :func:`fake_cupy` module."""
+    return _device_of(module)
 
 
 class PyNvVCException(Exception):
@@ -112,7 +319,12 @@ class PyNvVCExceptionUnsupported(Exception):
     """Not a PyNvVCException: PyNvVideoCodec registers its two exception types apart."""
 
 
-class _PacketData:
+SEQUENCE_REFUSED = "HandleVideoSequence : Resolution not supported on this GPU"
+NOT_INITIALIZED = "HandlePictureDecode : Decoder not initialized."
+RESIZE_REFUSED = "Resize dimensions must be lower than max width and height, please recreate decoder instance"
+
+
+class PacketData:
     def __init__(self) -> None:
         self.bsl_data = 0
         self.bsl = 0
@@ -120,12 +332,12 @@ class _PacketData:
         self.decode_flag = 0
 
 
-class _Frame:
+class DecodedFrame:
     """A decoded surface: its shape, the packet's pts, DLPack."""
 
     def __init__(self, pixels: np.ndarray, timestamp: int) -> None:
         self._pixels = pixels
-        self.shape = pixels.shape
+        self.shape = list(pixels.shape)
         self.timestamp = timestamp
 
     def __dlpack__(self, **kwargs: Any) -> Any:
@@ -135,53 +347,70 @@ class _Frame:
         return self._pixels.__dlpack_device__()
 
 
-class FakeNvdecDecoder:
-    MAX_WIDTH = 8192  # what the fake NVDEC supports, like a real one's caps
+class PyNvDecoder:
+    """PyNvVideoCodec's decoder as NvDecoder behaves: created without looking at the stream;
+    the first sequence header beyond the GPU's caps fails that ``Decode`` (its sequence
+    callback), after which every picture fails with "Decoder not initialized."."""
+
+    MAX_WIDTH = 8192  # the stand-in GPU's caps (GetDecoderCaps' nMaxWidth)
 
     def __init__(self, **kwargs: Any) -> None:
-        if kwargs["maxwidth"] > self.MAX_WIDTH:
-            raise PyNvVCExceptionUnsupported(f"width {kwargs['maxwidth']} exceeds the decoder's {self.MAX_WIDTH}")
-        self.kwargs = kwargs
-        self.target: tuple[int, int] | None = None
+        self._kwargs = kwargs
+        self._target: tuple[int, int] | None = None
+        self._failed = False
         self._ffmpeg = PyAvDecoder({"H264": "H264", "HEVC": "H265"}[kwargs["codec"]])
 
-    def setReconfigParams(self, width: int, height: int) -> None:  # noqa: N802 (PyNvVideoCodec's name)
-        if width > self.kwargs["maxwidth"] or height > self.kwargs["maxheight"]:
-            raise PyNvVCException("Resize dimensions must be lower than max width and height")
-        self.target = (width, height)
+    def setReconfigParams(self, width: int = 0, height: int = 0) -> int:  # noqa: N802 (PyNvVideoCodec's name)
+        if width > self._kwargs["maxwidth"] or height > self._kwargs["maxheight"]:
+            raise RuntimeError(RESIZE_REFUSED)  # a std::runtime_error in the bindings
+        self._target = (width, height)
+        return 0
 
-    def Decode(self, packet: _PacketData) -> list[_Frame]:  # noqa: N802
+    def Decode(self, packet: PacketData) -> list[DecodedFrame]:  # noqa: N802
+        if self._failed:
+            raise PyNvVCException(NOT_INITIALIZED)
         if packet.bsl:
             frames = self._ffmpeg.decode(ctypes.string_at(packet.bsl_data, packet.bsl), packet.pts)
         else:
             frames = self._ffmpeg.flush()
         out = []
         for frame in frames:
-            if frame.width > self.kwargs["maxwidth"] or frame.height > self.kwargs["maxheight"]:
+            if frame.width > self.MAX_WIDTH:
+                self._failed = True
+                raise PyNvVCException(SEQUENCE_REFUSED)
+            if frame.width > self._kwargs["maxwidth"] or frame.height > self._kwargs["maxheight"]:
                 raise PyNvVCException(f"{frame.width}x{frame.height} exceeds the decoder's maximum")
-            width, height = self.target or (frame.width, frame.height)
+            width, height = self._target or (frame.width, frame.height)
             letterbox = Letterbox(frame.width, frame.height, width, height, width, height)
-            out.append(_Frame(PyAvDecoder.convert(frame, letterbox, "rgb24"), frame.pts))
+            out.append(DecodedFrame(PyAvDecoder.convert(frame, letterbox, "rgb24"), frame.pts))
         return out
+
+
+def decoder_settings(decoder: PyNvDecoder) -> tuple[dict[str, Any], tuple[int, int] | None]:
+    """What a stand-in decoder was created with, and the size ``setReconfigParams`` set."""
+    return decoder._kwargs, decoder._target
 
 
 def fake_nvc() -> types.ModuleType:
     module = types.ModuleType("PyNvVideoCodec")
-    module.made = []  # every decoder created, in order
+    made: list[PyNvDecoder] = []
     module.PyNvVCException = PyNvVCException
     module.PyNvVCExceptionUnsupported = PyNvVCExceptionUnsupported
-    module.PacketData = _PacketData
+    module.PacketData = PacketData
+    module.DecodedFrame = DecodedFrame
+    module.PyNvDecoder = PyNvDecoder
     module.cudaVideoCodec = types.SimpleNamespace(H264="H264", HEVC="HEVC")
     module.OutputColorType = types.SimpleNamespace(RGB="RGB")
     module.DisplayDecodeLatencyType = types.SimpleNamespace(LOW="LOW")
     module.VideoPacketFlag = types.SimpleNamespace(ENDOFPICTURE=1)
 
-    def create_decoder(**kwargs: Any) -> FakeNvdecDecoder:
-        decoder = FakeNvdecDecoder(**kwargs)
-        module.made.append(decoder)
+    def CreateDecoder(**kwargs: Any) -> PyNvDecoder:  # noqa: N802
+        decoder = PyNvDecoder(**kwargs)
+        made.append(decoder)
         return decoder
 
-    module.CreateDecoder = create_decoder
+    module.CreateDecoder = CreateDecoder
+    module._made = made
     return module
 
 

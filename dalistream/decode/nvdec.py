@@ -76,8 +76,10 @@ class NvdecDecoder:
             raise ValueError(f"unsupported codec {codec!r}; expected one of {', '.join(_CODECS)}")
         self._codec = codec
         self._nvc = nvc
-        # PyNvVideoCodec's two exception types are unrelated classes: catch both.
-        self._errors = tuple(getattr(nvc, name) for name in ("PyNvVCException", "PyNvVCExceptionUnsupported") if hasattr(nvc, name))
+        # What PyNvVideoCodec raises for a stream or an argument NVDEC refuses: its two exception
+        # types (unrelated classes), and RuntimeError for the C++ errors pybind11 passes on as
+        # such (setReconfigParams beyond the decoder's maximum size).
+        self._errors = (*(getattr(nvc, name) for name in ("PyNvVCException", "PyNvVCExceptionUnsupported")), RuntimeError)
         self._cupy = cupy
         self._gpu = gpu
         self._input_size = input_size
@@ -97,10 +99,17 @@ class NvdecDecoder:
         output = output_size(*size, self._input_size)
         try:
             self._decoder = self._create_decoder(size, output)
-        except self._errors as exc:  # a stream NVDEC cannot take (profile, bit depth, size, no session left)
-            self._refused = f"NVDEC cannot decode this {size[0]}x{size[1]} {self._codec} stream: {exc}"
-            raise DecodeError(self._refused) from exc
+        except self._errors as exc:
+            raise self._refuse(size, exc) from exc
         self.size, self.output = size, output
+
+    def _refuse(self, size: tuple[int, int], exc: Exception) -> DecodeError:
+        """NVDEC refused this stream (profile, bit depth, size beyond the GPU's caps, no session
+        left): the decoder is dropped (a refused one answers every later unit with "Decoder not
+        initialized."), the units until the next SPS carry the reason, and that SPS gets a new one."""
+        self._decoder = None
+        self._refused = f"NVDEC cannot decode this {size[0]}x{size[1]} {self._codec} stream: {str(exc).strip()}"
+        return DecodeError(self._refused)
 
     def _create_decoder(self, size: tuple[int, int], output: tuple[int, int] | None) -> Any:
         nvc = self._nvc
@@ -143,8 +152,8 @@ class NvdecDecoder:
     def _run(self, packet: Any) -> list[NvdecFrame]:
         try:
             frames = self._decoder.Decode(packet)
-        except self._errors as exc:
-            raise DecodeError(f"NVDEC rejected access unit: {exc}") from exc
+        except self._errors as exc:  # raised by the sequence callback too: the stream is refused
+            raise self._refuse(self.size or (0, 0), exc) from exc
         out = []
         for frame in frames:
             height, width = frame.shape[:2]

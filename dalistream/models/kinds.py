@@ -38,15 +38,7 @@ def output_decoder(
     """The decoder for ``kind``'s outputs at this input size."""
     match kind:
         case "retinaface":
-            decoder = RetinaFaceDecoder(input_width, input_height, score_threshold, nms_iou)
-
-            def retinaface(outputs: Mapping[str, np.ndarray], letterboxes: Sequence[Letterbox]) -> list[Faces]:
-                missing = {"loc", "conf", "landmarks"} - set(outputs)
-                if missing:
-                    raise ValueError(f"RetinaFace outputs must be named loc, conf, landmarks; got {sorted(outputs)}")
-                return decoder(outputs["loc"], outputs["conf"], outputs["landmarks"], letterboxes)
-
-            return retinaface
+            return RetinaFaceDecoder(input_width, input_height, score_threshold, nms_iou)
         case "yolov5face":
             return yolov5face.YoloV5FaceDecoder(input_width, input_height, score_threshold, nms_iou)
         case "scrfd":

@@ -6,10 +6,10 @@ than the threshold. Areas use continuous coordinates (no ``+1`` pixel convention
 
 Two exact forms of the same greedy rule: on the host :func:`nms` loops once per kept box
 (cheap for the few hundred candidates left after the score threshold, and memory-light at
-eval's low thresholds); on the GPU :func:`matrix_nms` computes each image's pairwise IoU
-matrix at once and settles the greedy choice by a few whole-matrix passes, so no Python
-loop runs per box and nothing but the kept indices leaves the device. Both are tested
-against each other on NumPy.
+eval's low thresholds); on the GPU :func:`fixed_nms` computes each image's pairwise IoU
+matrix at once and applies the greedy choice by a fixed number of whole-matrix passes, so no
+Python loop runs per box and no step waits for the device. Both are tested against each
+other on NumPy.
 """
 
 from __future__ import annotations
@@ -56,17 +56,18 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, dtype=np.intp)
 
 
-def batched_nms(boxes: Any, scores: Any, groups: Any, iou_threshold: float) -> Any:
-    """NMS run independently within each group id; CuPy inputs go to :func:`matrix_nms`.
-
-    On the host it is one :func:`nms` call: every group is shifted along both axes by a
-    multiple of the span of all boxes, so boxes of different groups can never overlap.
-    ``groups`` holds one integer id per box (for example the image index in a batch).
-    Returns kept indices in descending score order across all groups.
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """NMS run independently within each group id, as one :func:`nms` call: every group is
+    shifted along both axes by a multiple of the span of all boxes, so boxes of different
+    groups can never overlap. ``groups`` holds one integer id per box (for example the image
+    index in a batch). Returns kept indices in descending score order across all groups.
     """
-    if array_module(boxes) is not np:
-        return matrix_nms(boxes, scores, groups, iou_threshold)
-    boxes, scores, groups = _grouped(boxes, scores, groups, iou_threshold)
+    boxes, scores, groups = np.asarray(boxes, dtype=np.float64), np.asarray(scores), np.asarray(groups)
+    _check_inputs(boxes, scores, iou_threshold)
+    if groups.shape != (boxes.shape[0],):
+        raise ValueError(f"groups must have shape ({boxes.shape[0]},) to match boxes, got {groups.shape}")
+    if not np.issubdtype(groups.dtype, np.integer):
+        raise ValueError(f"groups must hold integer ids, got dtype {groups.dtype}")
     if boxes.shape[0] == 0:
         return np.empty(0, dtype=np.intp)
     _, dense_groups = np.unique(groups, return_inverse=True)
@@ -75,63 +76,35 @@ def batched_nms(boxes: Any, scores: Any, groups: Any, iou_threshold: float) -> A
     return nms(shifted, scores, iou_threshold)
 
 
-def matrix_nms(boxes: Any, scores: Any, groups: Any, iou_threshold: float) -> Any:
-    """The same choice as :func:`batched_nms`, by whole-array steps of the inputs' array module.
+def fixed_nms(boxes: Any, valid: Any, iou_threshold: float, passes: int) -> tuple[Any, Any]:
+    """Greedy NMS per image by whole-array steps whose sizes are fixed in advance (NumPy or CuPy).
 
-    Per group, candidates are ranked by score (ties by input order) and the pairwise IoU
-    matrix gives ``suppresses[j, i]``: ``j`` ranks above ``i`` and overlaps it too much. The
-    greedy rule keeps ``i`` exactly when no *kept* ``j`` suppresses it; starting from "keep
-    all", each pass re-applies that rule to every box at once. After pass ``t`` the first
-    ``t`` ranks are final (rank 0 always is), so the passes settle in at most ``K`` steps,
-    in practice as many as the longest chain of suppressions (two or three for faces).
-    Returns kept indices in descending score order across all groups.
+    ``boxes`` ``(N, K, 4)`` are each image's candidates in rank order (best first; equal
+    scores already ordered as :func:`nms` orders them) and ``valid`` ``(N, K)`` says which are
+    candidates at all. ``suppresses[j, i]``: ``j`` ranks above ``i`` and overlaps it too much.
+    The greedy rule keeps ``i`` exactly when no *kept* ``j`` suppresses it; starting from "keep
+    every candidate", each pass re-applies that rule to every box at once, and after pass
+    ``t`` the first ``t`` ranks are final. Returns ``keep`` ``(N, K)`` after ``passes`` passes
+    and ``settled`` ``(N,)``: whether one more pass changes nothing, i.e. ``keep`` is the
+    greedy choice (the rule has exactly one fixed point). Nothing here waits for the device.
     """
     xp = array_module(boxes)
-    boxes, scores, groups = _grouped(boxes, scores, groups, iou_threshold)
-    if boxes.shape[0] == 0:
-        return xp.empty(0, dtype=xp.intp)
-    kept = [
-        members[_greedy_by_matrix(boxes[members], scores[members], iou_threshold)]
-        for members in (xp.nonzero(groups == group)[0] for group in xp.unique(groups).tolist())
-    ]
-    kept = xp.concatenate(kept)
-    return kept[_descending(scores[kept], kept)]
-
-
-def _grouped(boxes: Any, scores: Any, groups: Any, iou_threshold: float) -> tuple[Any, Any, Any]:
-    """The inputs of a batched NMS as arrays of their module (boxes in float64), checked."""
-    xp = array_module(boxes)
-    boxes, scores, groups = xp.asarray(boxes, dtype=xp.float64), xp.asarray(scores), xp.asarray(groups)
-    _check_inputs(boxes, scores, iou_threshold)
-    if groups.shape != (boxes.shape[0],):
-        raise ValueError(f"groups must have shape ({boxes.shape[0]},) to match boxes, got {groups.shape}")
-    if not np.issubdtype(groups.dtype, np.integer):  # CuPy dtypes are NumPy dtypes
-        raise ValueError(f"groups must hold integer ids, got dtype {groups.dtype}")
-    return boxes, scores, groups
-
-
-def _descending(scores: Any, positions: Any) -> Any:
-    """Order of ``scores`` from highest to lowest, equal scores by ``positions``."""
-    xp = array_module(scores)
-    return xp.lexsort(xp.stack((positions, -scores)))
-
-
-def _greedy_by_matrix(boxes: Any, scores: Any, iou_threshold: float) -> Any:
-    """Indices kept by greedy NMS among ``boxes`` of one group, in descending score order."""
-    xp = array_module(boxes)
-    order = _descending(scores, xp.arange(scores.shape[0]))
-    x1, y1, x2, y2 = boxes[order].T
+    if boxes.ndim != 3 or boxes.shape[2] != 4 or valid.shape != boxes.shape[:2]:
+        raise ValueError(f"boxes must be (N, K, 4) and valid (N, K), got {boxes.shape} and {valid.shape}")
+    if not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+    x1, y1, x2, y2 = (boxes[..., i] for i in range(4))
     areas = (x2 - x1) * (y2 - y1)
-    inter_w = xp.maximum(xp.minimum(x2[:, None], x2[None, :]) - xp.maximum(x1[:, None], x1[None, :]), 0.0)
-    inter_h = xp.maximum(xp.minimum(y2[:, None], y2[None, :]) - xp.maximum(y1[:, None], y1[None, :]), 0.0)
+    inter_w = xp.maximum(xp.minimum(x2[:, :, None], x2[:, None, :]) - xp.maximum(x1[:, :, None], x1[:, None, :]), 0.0)
+    inter_h = xp.maximum(xp.minimum(y2[:, :, None], y2[:, None, :]) - xp.maximum(y1[:, :, None], y1[:, None, :]), 0.0)
     inter = inter_w * inter_h
-    union = areas[:, None] + areas[None, :] - inter
-    iou = xp.where(union > 0.0, inter / xp.where(union > 0.0, union, 1.0), 0.0)
-    suppresses = xp.triu(iou > iou_threshold, k=1)
-    keep = xp.ones(order.shape[0], dtype=bool)
-    for _ in range(order.shape[0]):
-        settled = ~xp.any(suppresses & keep[:, None], axis=0)
-        if bool(xp.all(settled == keep)):
-            break
-        keep = settled
-    return order[keep]
+    union = areas[:, :, None] + areas[:, None, :] - inter
+    iou = xp.where(union > 0.0, inter / xp.where(union > 0.0, union, 1.0), 0.0)  # as nms() computes it
+    count = boxes.shape[1]
+    above = xp.arange(count)[:, None] < xp.arange(count)[None, :]
+    suppresses = (iou > iou_threshold) & above & valid[:, :, None] & valid[:, None, :]
+    keep = valid
+    for _ in range(passes):
+        keep = valid & ~xp.any(suppresses & keep[:, :, None], axis=1)
+    again = valid & ~xp.any(suppresses & keep[:, :, None], axis=1)
+    return keep, xp.all(again == keep, axis=1)

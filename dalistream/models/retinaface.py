@@ -10,13 +10,13 @@ relative to the prior and scaled by the SSD variances 0.1 (centres, landmarks) a
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from dalistream.geometry import Letterbox
 from dalistream.models.arrays import HostConstant, array_module
-from dalistream.models.faces import FaceDecoder, Faces, check_letterboxes, finish, top_k_per_image
+from dalistream.models.faces import FaceDecoder
 
 # Pytorch_Retinaface was trained on BGR images with these channel means, std 1.
 RETINAFACE_MEAN_BGR = (104.0, 117.0, 123.0)
@@ -53,15 +53,9 @@ def retinaface_priors(input_width: int, input_height: int) -> np.ndarray:
 
 
 class RetinaFaceDecoder(FaceDecoder):
-    """Turns a batch of RetinaFace head outputs into :class:`Faces`, one per image.
-
-    The outputs may be NumPy or CuPy arrays: every step up to NMS runs where they are.
-
-    Work is proportional to the anchors above ``score_threshold``, not to all anchors:
-    scores are thresholded over the whole batch first, at most ``pre_nms_top_k`` survivors
-    per image are kept and decoded, one batched NMS runs for the batch (in input pixels),
-    at most ``max_faces`` per image remain, and those are mapped to source pixels.
-    """
+    """RetinaFace's outputs ``loc``, ``conf``, ``landmarks`` (see the module docstring);
+    :class:`~dalistream.models.faces.FaceDecoder` chooses the faces. Only the chosen anchors
+    are decoded."""
 
     def _prepare(self) -> None:
         input_width, input_height = self.input_width, self.input_height
@@ -70,28 +64,11 @@ class RetinaFaceDecoder(FaceDecoder):
         # Priors in input pixels, so decoding lands in input pixels without a rescale.
         self._priors_px = HostConstant(priors * np.array([input_width, input_height, input_width, input_height], dtype=np.float64))
 
-    def __call__(
-        self,
-        loc: np.ndarray,
-        conf: np.ndarray,
-        landmarks: np.ndarray,
-        letterboxes: Sequence[Letterbox],
-    ) -> list[Faces]:
-        """Decode one batch; ``letterboxes[i]`` says where image ``i``'s frame sits in the input."""
-        self._check_batch(loc, conf, landmarks, letterboxes)
-
-        xp = array_module(conf)
-        image_idx, anchor_idx = xp.nonzero(conf[..., 1] > self.score_threshold)
-        scores = conf[image_idx, anchor_idx, 1]
-        top = top_k_per_image(image_idx, scores, self.pre_nms_top_k)
-        image_idx, anchor_idx, scores = image_idx[top], anchor_idx[top], scores[top]
-
-        boxes, points = self._decode(loc[image_idx, anchor_idx], landmarks[image_idx, anchor_idx], anchor_idx)
-        return finish(boxes, scores, points, image_idx, letterboxes, self.nms_iou, self.max_faces)
-
-    def _check_batch(
-        self, loc: np.ndarray, conf: np.ndarray, landmarks: np.ndarray, letterboxes: Sequence[Letterbox]
-    ) -> None:
+    def heads(self, outputs: Mapping[str, Any]) -> tuple[Any, ...]:
+        missing = {"loc", "conf", "landmarks"} - set(outputs)
+        if missing:
+            raise ValueError(f"RetinaFace outputs must be named loc, conf, landmarks; got {sorted(outputs)}")
+        loc, conf, landmarks = outputs["loc"], outputs["conf"], outputs["landmarks"]
         if loc.ndim != 3:
             raise ValueError(f"loc must have shape (N, {self.num_priors}, 4), got {loc.shape}")
         batch_size = loc.shape[0]
@@ -102,7 +79,14 @@ class RetinaFaceDecoder(FaceDecoder):
                     f"{name} shape mismatch for a {self.input_width}x{self.input_height} input: "
                     f"expected {expected}, got {array.shape}"
                 )
-        check_letterboxes(letterboxes, batch_size, self.input_width, self.input_height)
+        return loc, conf, landmarks
+
+    def face_scores(self, heads: tuple[Any, ...]) -> Any:
+        return heads[1][..., 1]
+
+    def anchors(self, heads: tuple[Any, ...], image_idx: Any, anchor_idx: Any) -> tuple[Any, Any]:
+        loc, _, landmarks = heads
+        return self._decode(loc[image_idx, anchor_idx], landmarks[image_idx, anchor_idx], anchor_idx)
 
     def _decode(
         self, loc: np.ndarray, landmarks: np.ndarray, anchor_idx: np.ndarray

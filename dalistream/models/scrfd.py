@@ -10,14 +10,14 @@ order. Input: RGB, ``(pixel - 127.5) / 128``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from dalistream.geometry import Letterbox
 from dalistream.models.arrays import HostConstant, array_module
 from dalistream.models.convention import InputConvention
-from dalistream.models.faces import FaceDecoder, Faces, check_letterboxes, finish, top_k_per_image
+from dalistream.models.faces import FaceDecoder
 
 INPUT_CONVENTION = InputConvention("rgb24", (127.5, 127.5, 127.5), (128.0, 128.0, 128.0))
 STRIDES = (8, 16, 32)
@@ -38,11 +38,9 @@ def scrfd_anchor_centers(input_width: int, input_height: int) -> np.ndarray:
 
 
 class ScrfdDecoder(FaceDecoder):
-    """Turns a batch of SCRFD outputs into :class:`Faces`, one per image.
-
-    Scores of all strides are thresholded over the whole batch first; only survivors (at most
-    ``pre_nms_top_k`` per image) are decoded, then one batched NMS runs.
-    """
+    """SCRFD's nine outputs (scores, distances, keypoints per stride);
+    :class:`~dalistream.models.faces.FaceDecoder` chooses the faces. Only the chosen anchors
+    are decoded."""
 
     def _prepare(self) -> None:
         input_width, input_height = self.input_width, self.input_height
@@ -51,24 +49,22 @@ class ScrfdDecoder(FaceDecoder):
             ANCHORS_PER_CELL * (input_height // s) * (input_width // s): s for s in STRIDES
         }
 
-    def __call__(self, outputs: Mapping[str, np.ndarray], letterboxes: Sequence[Letterbox]) -> list[Faces]:
-        """Decode one batch; ``outputs`` holds the nine score/bbox/kps outputs under any names."""
-        score, bbox, kps = self._arrange(outputs)
-        check_letterboxes(letterboxes, score.shape[0], self.input_width, self.input_height)
+    def heads(self, outputs: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The nine score/bbox/kps outputs (under any names) as (N, A, 1|4|10) over all strides."""
+        return self._arrange(outputs)
 
-        xp = array_module(score)
-        image_idx, anchor_idx = xp.nonzero(score > self.score_threshold)
-        scores = score[image_idx, anchor_idx]
-        top = top_k_per_image(image_idx, scores, self.pre_nms_top_k)
-        image_idx, anchor_idx, scores = image_idx[top], anchor_idx[top], scores[top]
+    def face_scores(self, heads: tuple[Any, ...]) -> Any:
+        return heads[0]
 
+    def anchors(self, heads: tuple[Any, ...], image_idx: Any, anchor_idx: Any) -> tuple[Any, Any]:
+        _, bbox, kps = heads
+        xp = array_module(bbox)
         anchors = self._anchors.on(xp)[anchor_idx]
         centers, stride = anchors[:, :2], anchors[:, 2:]
         distances = bbox[image_idx, anchor_idx].astype(np.float64) * stride
         boxes = xp.concatenate((centers - distances[:, :2], centers + distances[:, 2:]), axis=1)
         offsets = kps[image_idx, anchor_idx].astype(np.float64).reshape(-1, 5, 2) * stride[:, None]
-        points = centers[:, None, :] + offsets
-        return finish(boxes, scores, points, image_idx, letterboxes, self.nms_iou, self.max_faces)
+        return boxes, centers[:, None, :] + offsets
 
     def _arrange(self, outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sort the outputs into (N, A, 1|4|10) arrays over all strides, in anchor order."""

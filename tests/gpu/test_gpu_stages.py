@@ -24,7 +24,7 @@ from dalistream.ingest.sink import ReceivedAccessUnit
 from dalistream.metrics import Stages
 from dalistream.models.arrays import to_host
 from dalistream.models.kinds import RETINAFACE_INPUT, output_decoder
-from dalistream.models.nms import batched_nms, matrix_nms
+from dalistream.models.nms import fixed_nms
 from dalistream.tools.demo import demo_config, summarize
 from dalistream.tools.groundtruth import ClipTruth, iou_matrix
 
@@ -73,17 +73,15 @@ def test_nms_on_cupy_keeps_what_numpy_keeps() -> None:
     rng = np.random.default_rng(7)
     for trial in range(20):
         count = int(rng.integers(1, 400))
-        corners = rng.uniform(0, 200, (count, 2))
-        boxes = np.hstack([corners, corners + rng.uniform(2, 60, (count, 2))])  # dense: many overlaps
-        scores = rng.permutation(count).astype(np.float32) / count + 0.01  # distinct: one right answer
-        groups = rng.integers(0, 4, count)
+        corners = rng.uniform(0, 200, (2, count, 2))
+        boxes = np.concatenate([corners, corners + rng.uniform(2, 60, (2, count, 2))], axis=2)  # dense: many overlaps
+        valid = rng.random((2, count)) < 0.9
         for iou in (0.3, 0.5):
-            want = batched_nms(boxes, scores, groups, iou)
-            on_gpu = [cupy.asarray(boxes), cupy.asarray(scores), cupy.asarray(groups)]
-            got = batched_nms(*on_gpu, iou)
-            assert type(got).__module__.startswith("cupy"), f"batched_nms returned a {type(got)} for CuPy input"
-            np.testing.assert_array_equal(to_host(got), want, err_msg=f"batched_nms, trial {trial}, iou {iou}")
-            np.testing.assert_array_equal(to_host(matrix_nms(*on_gpu, iou)), want, err_msg=f"matrix_nms, trial {trial}")
+            want, settled = fixed_nms(boxes, valid, iou, passes=count)
+            got, got_settled = fixed_nms(cupy.asarray(boxes), cupy.asarray(valid), iou, passes=count)
+            assert type(got).__module__.startswith("cupy"), f"fixed_nms returned a {type(got)} for CuPy input"
+            np.testing.assert_array_equal(to_host(got), want, err_msg=f"fixed_nms, trial {trial}, iou {iou}")
+            assert settled.all() and to_host(got_settled).all()
 
 
 def test_retinaface_decoder_on_cupy_outputs_finds_the_same_faces(model_path: Path, frames: list) -> None:

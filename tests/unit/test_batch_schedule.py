@@ -232,15 +232,16 @@ def test_cuda_streams_carry_out_the_schedule(monkeypatch: pytest.MonkeyPatch) ->
     fake_gpu.install(monkeypatch, cupy)
     from dalistream.engine.streams import CudaStreams
 
+    device = fake_gpu.device_of(cupy)
     streams = CudaStreams(2)
-    names = {stage: streams.streams[stage].name for stage in STAGES}
-    event = {(stage, index): streams.event(Signal(stage, index)).name for stage in STAGES for index in range(2)}
+    names = {stage: device.name(streams.streams[stage]) for stage in STAGES}
+    event = {(stage, index): device.name(streams.event(Signal(stage, index))) for stage in STAGES for index in range(2)}
     sequencer = Sequencer(BatchSchedule(2), streams)
     current: list[tuple[str, str | None]] = []
     for _ in range(3):
-        sequencer(*(lambda step, _, s=stage: current.append((s, cupy.cuda.get_current_stream().name)) for stage in STAGES))
+        sequencer(*(lambda step, _, s=stage: current.append((s, device.name(cupy.cuda.get_current_stream()))) for stage in STAGES))
     assert current == [(stage, names[stage]) for _ in range(3) for stage in STAGES]  # each stage on its own stream
-    calls = [call for call in cupy.log.calls if call[0] != "record" or call[2] in event.values()]  # the signal records
+    calls = [call for call in device.calls if call[0] != "record" or call[2] in event.values()]  # the signal records
     pre, infer, post = names[PREPROCESS], names[INFERENCE], names[POSTPROCESS]
     assert calls == [
         ("record", pre, event[(PREPROCESS, 0)]),

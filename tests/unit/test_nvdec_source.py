@@ -31,6 +31,11 @@ def nvc(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     return module
 
 
+def made(nvc: types.ModuleType) -> list[tuple[dict, tuple[int, int] | None]]:
+    """Each stand-in decoder made so far: its CreateDecoder arguments and its setReconfigParams size."""
+    return [fake_gpu.decoder_settings(decoder) for decoder in nvc._made]
+
+
 def received_units(path: Path, seconds: float) -> tuple[str, list[ReceivedAccessUnit]]:
     codec, units = clip_units(path, seconds)
     return codec, [ReceivedAccessUnit(unit.data, unit.key, unit.pts, 0.0, 0.0) for unit in units]
@@ -49,9 +54,9 @@ def test_a_large_stream_comes_out_at_its_letterbox_size(nvc: types.ModuleType, s
     codec, units = received_units(sample_clip, 1.0)
     source = NvdecFrameSource("cam", Sampler(5.0), FrameSpec((640, 640), "bgr24"), Stages())
     decoded = source.process([StreamStart(codec), *units])
-    (decoder,) = nvc.made
-    assert (decoder.kwargs["maxwidth"], decoder.kwargs["maxheight"]) == (1920, 1088)  # the stream's coded size
-    assert decoder.target == (640, 360)
+    ((kwargs, target),) = made(nvc)
+    assert (kwargs["maxwidth"], kwargs["maxheight"]) == (1920, 1088)  # the stream's coded size
+    assert target == (640, 360)
     assert decoded.errors == 0 and len(decoded.frames) >= 4
     pyav = PyAvDecoder(codec)
     on_cpu = {unit.pts: frame for tag, unit in enumerate(units) for frame in pyav.decode(unit.data, tag)}
@@ -59,7 +64,7 @@ def test_a_large_stream_comes_out_at_its_letterbox_size(nvc: types.ModuleType, s
         assert frame.letterbox == Letterbox.fit(1920, 1080, 640, 640)  # boxes map back to the stream's pixels
         assert type(frame.image) is fake_gpu.DeviceArray and frame.image.shape == (360, 640, 3)
         expected = PyAvDecoder.convert(on_cpu[frame.pts], frame.letterbox, "bgr24").astype(int)
-        image = np.asarray(frame.image, int)
+        image = frame.image.get().astype(int)
         assert np.abs(image - expected).mean() < 3.0  # the same picture (swscale rounds RGB and BGR apart)
         assert np.abs(image[..., ::-1] - expected).mean() > 10.0  # in the model's channel order
 
@@ -68,7 +73,7 @@ def test_a_stream_within_the_letterbox_is_not_scaled(nvc: types.ModuleType, samp
     codec, units = received_units(sample_clip, 0.5)
     source = NvdecFrameSource("cam", Sampler(5.0), FrameSpec((2048, 2048), "rgb24"), Stages())
     decoded = source.process([StreamStart(codec), *units])
-    assert nvc.made[0].target is None
+    assert made(nvc)[0][1] is None
     assert decoded.frames and all(frame.image.shape == (1080, 1920, 3) for frame in decoded.frames)
 
 
@@ -77,7 +82,7 @@ def test_a_new_size_gets_a_decoder_of_its_own_size(nvc: types.ModuleType, tmp_pa
     codec, units = received_units(clip, 10.0)
     source = NvdecFrameSource("cam", Sampler(25.0), FrameSpec((640, 640), "rgb24"), Stages())
     frames = source.process([StreamStart(codec), *units]).frames + source.finish().frames
-    assert [(d.kwargs["maxwidth"], d.kwargs["maxheight"], d.target) for d in nvc.made] == [
+    assert [(kwargs["maxwidth"], kwargs["maxheight"], target) for kwargs, target in made(nvc)] == [
         (1280, 720, (640, 360)),
         (320, 192, None),  # 180 rows are 12 macroblock rows
     ]
@@ -91,19 +96,34 @@ def test_units_before_the_first_sps_are_decode_errors(nvc: types.ModuleType, sam
     later = units[first_key + 1 : first_key + 4]
     source = NvdecFrameSource("cam", Sampler(25.0), FrameSpec((640, 640), "bgr24"), Stages())
     decoded = source.process([StreamStart(codec), *later, units[first_key]])
-    assert decoded.errors == len(later) and not nvc.made[1:]  # no decoder until the SPS came
+    assert decoded.errors == len(later) and len(made(nvc)) == 1  # no decoder until the SPS came
     assert len(decoded.frames) == 1 and decoded.frames[0].pts == units[first_key].pts
 
 
-def test_a_stream_nvdec_cannot_take_is_a_decode_error_said_once(
+def test_a_stream_nvdec_refuses_is_a_decode_error_said_once_and_retried_at_each_sps(
     nvc: types.ModuleType, sample_clip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fake_gpu.FakeNvdecDecoder, "MAX_WIDTH", 1280)
-    codec, units = received_units(sample_clip, 1.0)
+    """As NvDecoder does: the decoder is made without a look at the stream, the sequence callback
+    of the first Decode refuses it, and the refused decoder would answer every later unit with
+    "Decoder not initialized." — so it is dropped, and the next key unit's SPS gets a new one."""
+    monkeypatch.setattr(fake_gpu.PyNvDecoder, "MAX_WIDTH", 1280)
+    codec, units = received_units(sample_clip, 4.0)
+    keys = sum(unit.key for unit in units)
+    assert keys >= 2
     source = NvdecFrameSource("cam", Sampler(25.0), FrameSpec((640, 640), "bgr24"), Stages())
     with structlog.testing.capture_logs() as logs:
         decoded = source.process([StreamStart(codec), *units])
-    assert decoded.errors == len(units) and not decoded.frames and not nvc.made
+    assert decoded.errors == len(units) and not decoded.frames
+    assert len(made(nvc)) == keys  # one decoder per SPS, each refused
     said = [entry for entry in logs if entry["event"] == "decode_error"]
     assert len(said) == 1 and said[0]["camera"] == "cam"
-    assert "NVDEC cannot decode this 1920x1080 H264 stream: width 1920 exceeds the decoder's 1280" == said[0]["error"]
+    assert said[0]["error"] == f"NVDEC cannot decode this 1920x1080 H264 stream: {fake_gpu.SEQUENCE_REFUSED}"
+
+
+def test_a_scaling_nvdec_refuses_is_a_decode_error(nvc: types.ModuleType, sample_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """setReconfigParams beyond the decoder's maximum raises RuntimeError (a std::runtime_error)."""
+    monkeypatch.setattr("dalistream.decode.nvdec.output_size", lambda width, height, input_size: (width * 2, height * 2))
+    codec, units = received_units(sample_clip, 0.5)
+    source = NvdecFrameSource("cam", Sampler(25.0), FrameSpec((640, 640), "bgr24"), Stages())
+    decoded = source.process([StreamStart(codec), *units])
+    assert decoded.errors == len(units) and not decoded.frames

@@ -203,17 +203,19 @@ def test_prior_count_matches_model_outputs(ort_session: ort.InferenceSession, wi
 def test_decoder_rejects_mismatched_shapes() -> None:
     decoder = RetinaFaceDecoder(INPUT_W, INPUT_H, score_threshold=0.5, nms_iou=0.4)
     lb = Letterbox.fit(1920, 1080, INPUT_W, INPUT_H)
-    good = (np.zeros((1, 21420, 4)), np.zeros((1, 21420, 2)), np.zeros((1, 21420, 10)))
+    good = {"loc": np.zeros((1, 21420, 4)), "conf": np.zeros((1, 21420, 2)), "landmarks": np.zeros((1, 21420, 10))}
     with pytest.raises(ValueError, match=r"expected \(1, 21420, 4\), got \(1, 16800, 4\)"):
-        decoder(np.zeros((1, 16800, 4)), good[1], good[2], [lb])
+        decoder({**good, "loc": np.zeros((1, 16800, 4))}, [lb])
     with pytest.raises(ValueError, match=r"conf .*expected \(1, 21420, 2\), got \(2, 21420, 2\)"):
-        decoder(good[0], np.zeros((2, 21420, 2)), good[2], [lb])
+        decoder({**good, "conf": np.zeros((2, 21420, 2))}, [lb])
     with pytest.raises(ValueError, match="loc must have shape"):
-        decoder(np.zeros((21420, 4)), good[1], good[2], [lb])
+        decoder({**good, "loc": np.zeros((21420, 4))}, [lb])
+    with pytest.raises(ValueError, match="must be named loc, conf, landmarks"):
+        decoder({"loc": good["loc"], "conf": good["conf"]}, [lb])
     with pytest.raises(ValueError, match="expected 1 letterboxes"):
-        decoder(*good, [lb, lb])
+        decoder(good, [lb, lb])
     with pytest.raises(ValueError, match="does not match decoder input"):
-        decoder(*good, [Letterbox.fit(1920, 1080, 640, 640)])
+        decoder(good, [Letterbox.fit(1920, 1080, 640, 640)])
 
 
 def test_decoder_rejects_bad_settings() -> None:
@@ -223,6 +225,8 @@ def test_decoder_rejects_bad_settings() -> None:
         RetinaFaceDecoder(INPUT_W, INPUT_H, score_threshold=0.5, nms_iou=1.5)
     with pytest.raises(ValueError, match="max_faces"):
         RetinaFaceDecoder(INPUT_W, INPUT_H, score_threshold=0.5, nms_iou=0.4, max_faces=0)
+    with pytest.raises(ValueError, match="device_candidates"):
+        RetinaFaceDecoder(INPUT_W, INPUT_H, score_threshold=0.5, nms_iou=0.4, device_candidates=0)
 
 
 def test_decoder_empty_batch_item_has_empty_arrays() -> None:
@@ -230,7 +234,7 @@ def test_decoder_empty_batch_item_has_empty_arrays() -> None:
     conf = np.zeros((2, 21420, 2), dtype=np.float32)
     loc = np.zeros((2, 21420, 4), np.float32)
     landmarks = np.zeros((2, 21420, 10), np.float32)
-    faces = decoder(loc, conf, landmarks, [Letterbox.fit(1920, 1080, INPUT_W, INPUT_H)] * 2)
+    faces = decoder({"loc": loc, "conf": conf, "landmarks": landmarks}, [Letterbox.fit(1920, 1080, INPUT_W, INPUT_H)] * 2)
     assert [f.boxes.shape for f in faces] == [(0, 4), (0, 4)]
     assert [f.scores.shape for f in faces] == [(0,), (0,)]
     assert [f.landmarks.shape for f in faces] == [(0, 5, 2), (0, 5, 2)]
@@ -301,7 +305,7 @@ def plant_heads(
 def test_planted_faces_found_exactly_after_duplicates_suppressed() -> None:
     loc, conf, landmarks, expected = plant_heads(np.random.default_rng(1), noise_anchors=0)
     decoder = RetinaFaceDecoder(INPUT_W, INPUT_H, score_threshold=0.5, nms_iou=0.4)
-    faces = decoder(loc, conf, landmarks, SYNTHETIC_LETTERBOXES)
+    faces = decoder({"loc": loc, "conf": conf, "landmarks": landmarks}, SYNTHETIC_LETTERBOXES)
     for got, want in zip(faces, expected, strict=True):
         assert len(got.scores) == len(want)
         np.testing.assert_allclose(got.scores, [score for _, _, score in want], atol=1e-6)
@@ -318,7 +322,7 @@ def test_planted_faces_with_noise_match_reference(top_k: int, max_faces: int) ->
     decoder = RetinaFaceDecoder(
         INPUT_W, INPUT_H, score_threshold=0.3, nms_iou=0.4, pre_nms_top_k=top_k, max_faces=max_faces
     )
-    faces = decoder(loc, conf, landmarks, SYNTHETIC_LETTERBOXES)
+    faces = decoder({"loc": loc, "conf": conf, "landmarks": landmarks}, SYNTHETIC_LETTERBOXES)
     want = reference_decode(
         loc, conf, landmarks, SYNTHETIC_LETTERBOXES,
         score_threshold=0.3, nms_iou=0.4, top_k=top_k, keep_top_k=max_faces,
@@ -362,7 +366,7 @@ def test_random_heads_match_reference(
         loc, conf, landmarks, letterboxes,
         score_threshold=score_threshold, nms_iou=nms_iou, top_k=top_k, keep_top_k=max_faces,
     )
-    assert_faces_match(decoder(loc, conf, landmarks, letterboxes), want)
+    assert_faces_match(decoder({"loc": loc, "conf": conf, "landmarks": landmarks}, letterboxes), want)
 
 
 # --------------------------------------------------------------------------- real model outputs
@@ -435,7 +439,7 @@ def real_outputs(ort_session: ort.InferenceSession) -> tuple[np.ndarray, np.ndar
 def test_real_model_outputs_match_reference(real_outputs: tuple[np.ndarray, ...], score_threshold: float) -> None:
     loc, conf, landmarks = real_outputs
     decoder = RetinaFaceDecoder(INPUT_W, INPUT_H, score_threshold=score_threshold, nms_iou=0.4)
-    faces = decoder(loc, conf, landmarks, REAL_LETTERBOXES)
+    faces = decoder({"loc": loc, "conf": conf, "landmarks": landmarks}, REAL_LETTERBOXES)
     want = reference_decode(
         loc, conf, landmarks, REAL_LETTERBOXES, score_threshold=score_threshold, nms_iou=0.4
     )
@@ -445,7 +449,7 @@ def test_real_model_outputs_match_reference(real_outputs: tuple[np.ndarray, ...]
 def test_real_model_finds_the_drawn_faces(real_outputs: tuple[np.ndarray, ...]) -> None:
     loc, conf, landmarks = real_outputs
     faces = RetinaFaceDecoder(INPUT_W, INPUT_H, score_threshold=0.5, nms_iou=0.4)(
-        loc, conf, landmarks, REAL_LETTERBOXES
+        {"loc": loc, "conf": conf, "landmarks": landmarks}, REAL_LETTERBOXES
     )[1]
     lb = REAL_LETTERBOXES[1]
     centers = (faces.boxes[:, :2] + faces.boxes[:, 2:]) / 2
