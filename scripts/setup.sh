@@ -11,7 +11,11 @@ APT_PACKAGES=(
     glib-networking openssl  # RTSPS tests: GIO's TLS backend for the server, a self-signed certificate
 )
 # `setup.sh --test` (what scripts/test.sh runs) adds what only the tests need.
-TEST_APT_PACKAGES=(chromium fonts-dejavu-core)  # the status page test: a real headless browser, and a font
+TEST_APT_PACKAGES=(
+    chromium fonts-dejavu-core  # the status page test: a real headless browser, and a font
+    gcc binutils  # the PyNvVideoCodec conformance test loads the real bindings against a driver stand-in
+)
+PYNVVIDEOCODEC=2.2.4  # the bindings the NVDEC source and its stand-in follow (pyproject: pynvvideocodec>=2.2,<3)
 [ "${1:-}" = "--test" ] && APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}")
 PYTHON=${PYTHON:-python3}
 say() { printf '[setup] %s\n' "$*"; }
@@ -40,6 +44,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[test,media,cluster]'
     echo "$wanted" > "$stamp"
+fi
+
+if [ "${1:-}" = "--test" ] && ! compgen -G ".cache/wheels/pynvvideocodec-$PYNVVIDEOCODEC-*.whl" >/dev/null; then
+    say "downloading the PyNvVideoCodec $PYNVVIDEOCODEC wheel (its API, for the stand-in's conformance test)"
+    .venv/bin/python -m pip download -q --no-deps --only-binary=:all: -d .cache/wheels "pynvvideocodec==$PYNVVIDEOCODEC"
 fi
 
 # Each does nothing when its output is already in place (the model checked against its sha256).

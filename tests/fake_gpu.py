@@ -45,7 +45,7 @@ METHODS = (
     "transpose", "view",
 )
 ATTRIBUTES = ("T", "dtype", "itemsize", "nbytes", "ndim", "shape", "size", "strides")
-ROUND_TRIPS = ("get", "item", "tolist", "__bool__", "__int__", "__float__", "__index__")
+ROUND_TRIPS = ("get", "item", "tolist", "__bool__", "__int__", "__float__")
 _OPERATORS = (
     "add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor", "lshift", "rshift",
     "lt", "le", "gt", "ge", "eq", "ne",
@@ -136,10 +136,6 @@ class DeviceArray:
     def __float__(self) -> float:
         self._device.round_trips.append("__float__")
         return float(self._host)
-
-    def __index__(self) -> int:
-        self._device.round_trips.append("__index__")
-        return self._host.__index__()
 
     def __len__(self) -> int:
         return len(self._host)
@@ -352,7 +348,7 @@ class PyNvDecoder:
     the first sequence header beyond the GPU's caps fails that ``Decode`` (its sequence
     callback), after which every picture fails with "Decoder not initialized."."""
 
-    MAX_WIDTH = 8192  # the stand-in GPU's caps (GetDecoderCaps' nMaxWidth)
+    _max_width = 8192  # the stand-in GPU's caps (GetDecoderCaps' nMaxWidth)
 
     def __init__(self, **kwargs: Any) -> None:
         self._kwargs = kwargs
@@ -375,7 +371,7 @@ class PyNvDecoder:
             frames = self._ffmpeg.flush()
         out = []
         for frame in frames:
-            if frame.width > self.MAX_WIDTH:
+            if frame.width > self._max_width:
                 self._failed = True
                 raise PyNvVCException(SEQUENCE_REFUSED)
             if frame.width > self._kwargs["maxwidth"] or frame.height > self._kwargs["maxheight"]:
@@ -404,8 +400,22 @@ def fake_nvc() -> types.ModuleType:
     module.DisplayDecodeLatencyType = types.SimpleNamespace(LOW="LOW")
     module.VideoPacketFlag = types.SimpleNamespace(ENDOFPICTURE=1)
 
-    def CreateDecoder(**kwargs: Any) -> PyNvDecoder:  # noqa: N802
-        decoder = PyNvDecoder(**kwargs)
+    def CreateDecoder(  # noqa: N802 -- the real one's first overload, parameter for parameter
+        gpuid: int = 0,
+        codec: Any = "H264",
+        cudacontext: int = 0,
+        cudastream: int = 0,
+        usedevicememory: bool = False,
+        maxwidth: int = 0,
+        maxheight: int = 0,
+        outputColorType: Any = "NATIVE",  # noqa: N803
+        enableSEIMessage: bool = False,  # noqa: N803
+        bWaitForSessionWarmUp: bool = False,  # noqa: N803
+        latency: Any = "NATIVE",
+        enableDecodeStats: bool = False,  # noqa: N803
+    ) -> PyNvDecoder:
+        decoder = PyNvDecoder(codec=codec, maxwidth=maxwidth, maxheight=maxheight, cudastream=cudastream,
+                              usedevicememory=usedevicememory, outputColorType=outputColorType, latency=latency)
         made.append(decoder)
         return decoder
 

@@ -106,7 +106,7 @@ def test_a_stream_nvdec_refuses_is_a_decode_error_said_once_and_retried_at_each_
     """As NvDecoder does: the decoder is made without a look at the stream, the sequence callback
     of the first Decode refuses it, and the refused decoder would answer every later unit with
     "Decoder not initialized." — so it is dropped, and the next key unit's SPS gets a new one."""
-    monkeypatch.setattr(fake_gpu.PyNvDecoder, "MAX_WIDTH", 1280)
+    monkeypatch.setattr(fake_gpu.PyNvDecoder, "_max_width", 1280)
     codec, units = received_units(sample_clip, 4.0)
     keys = sum(unit.key for unit in units)
     assert keys >= 2
