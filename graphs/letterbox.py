@@ -7,9 +7,12 @@ from collections.abc import Sequence
 from nvidia.dali import fn, pipeline_def, types
 
 FRAMES = "frames"
-"""Name of the external source fed with one HWC uint8 frame per sample."""
+"""Name of the external source fed with the batch of HWC uint8 frames."""
 WIDTHS, HEIGHTS = "widths", "heights"
-"""On the GPU: each frame's letterbox content width and height (float32 scalars per sample)."""
+"""With ``scale``: each frame's letterbox content width and height (float32 scalars per sample)."""
+EXTENTS = "extents"
+"""With ``scale``: each frame's own height and width (float32 pair per sample) within its
+sample of the fed batch, which may be padded beyond it."""
 
 
 @pipeline_def
@@ -26,9 +29,11 @@ def letterbox_normalize(
 
     Frames are fed on ``device`` ("cpu": host arrays; "gpu": device arrays), in the model's
     channel order. Without ``scale`` they arrive already scaled to their letterbox content size
-    (the CPU decoder's swscale does it with the colour conversion); with ``scale`` (the GPU
-    path) they arrive at their source size, with their content sizes fed to ``WIDTHS`` and
-    ``HEIGHTS``, and are scaled here (bilinear, antialiased), the whole batch at once.
+    (the CPU decoder's swscale does it with the colour conversion), as a list of arrays; with
+    ``scale`` (the GPU path) they arrive at their source size as one dense ``(N, H, W, 3)``
+    batch, each frame at the top-left of its sample (``EXTENTS`` says how far it reaches),
+    with their content sizes fed to ``WIDTHS`` and ``HEIGHTS``, and are scaled here (bilinear,
+    antialiased, reading only each frame's own region), the whole batch at once.
 
     Padding is zero *after* normalization, i.e. the mean colour, which is what the detector
     saw around images during training.
@@ -37,7 +42,18 @@ def letterbox_normalize(
     if scale:
         widths = fn.external_source(name=WIDTHS, device="cpu", dtype=types.FLOAT, ndim=0)
         heights = fn.external_source(name=HEIGHTS, device="cpu", dtype=types.FLOAT, ndim=0)
-        frames = fn.resize(frames, resize_x=widths, resize_y=heights, interp_type=types.INTERP_LINEAR, antialias=True)
+        extents = fn.external_source(name=EXTENTS, device="cpu", dtype=types.FLOAT, ndim=1)
+        frames = fn.resize(
+            frames,
+            device=device,
+            resize_x=widths,
+            resize_y=heights,
+            roi_start=[0.0, 0.0],
+            roi_end=extents,
+            roi_relative=False,
+            interp_type=types.INTERP_LINEAR,
+            antialias=True,
+        )
     return fn.crop_mirror_normalize(
         frames,
         device=device,

@@ -2,10 +2,12 @@
 
 ``pipeline.gpu_decode = "dali-gop"``. A :class:`GopAssembler` groups a camera's access units
 into GOPs (a key unit, which carries SPS/PPS, opens one; the next key unit or the stream's end
-closes it). A closed GOP is one self-contained Annex-B sample: the sampler picks its frames by
-presentation time, and DALI's mixed video decoder (NVDEC underneath) decodes the sample and
-returns only those frames, so the decoder keeps no state between samples. That suits
-throughput — GOPs of many cameras are independent work — at the price of latency: a frame
+closes it). A closed GOP is one self-contained sample, handed to DALI as an MPEG-TS stream with
+each unit's timestamps (DALI indexes a sample's frames by time, and FFmpeg's raw Annex-B
+demuxer gives none: DALI refuses such a stream as having "no valid timestamps"). The sampler
+picks its frames by presentation time, and DALI's mixed video decoder (NVDEC underneath)
+decodes the sample and returns only those frames, so the decoder keeps no state between
+samples. That suits throughput — GOPs of many cameras are independent work — at the price of latency: a frame
 leaves when its GOP has closed, up to one GOP interval (typically 1–2 s) after it was sent.
 ``"nvdec"`` (the default, :mod:`.nvdec`) keeps a decoder per camera and delivers each frame as
 its access unit arrives; prefer it for live monitoring, and ``dali-gop`` for recorded clips or
@@ -16,13 +18,17 @@ GOP assembly is pure and tested on the CPU; the decode is unverified on a GPU.
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
+import av
 import numpy as np
 
+from dalistream import dali
 from dalistream.geometry import Letterbox
 from dalistream.ingest.sink import ReceivedAccessUnit
 from dalistream.metrics import Stages
@@ -30,6 +36,8 @@ from dalistream.metrics import Stages
 from .source import Decoded, FrameSelector, FrameSource, FrameSpec, SampledFrame, StreamStart
 
 MAX_GOP_UNITS = 600  # 24 s at 25 fps: a longer GOP keeps this many units, the tail is dropped
+_RAW_FORMATS = {"H264": "h264", "H265": "hevc"}  # FFmpeg's raw demuxers
+_TICK = Fraction(1, 90_000)  # MPEG-TS time base
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,32 @@ class Gop:
     def data(self) -> bytes:
         """The GOP as one Annex-B elementary stream."""
         return b"".join(unit.data for unit in self.units)
+
+    def mpegts(self) -> bytes:
+        """The GOP as an MPEG-TS stream: each access unit one packet with its presentation time
+        and a decode time, so a demuxer indexes it by time (raw Annex-B has no timestamps).
+
+        Decode times: the units' presentation times sorted, all moved back by the largest
+        reordering (none for I/P streams), so they rise in decode order and never pass a
+        unit's presentation time. Times start at zero (DALI's index skips negative ones).
+        """
+        start = min(unit.pts for unit in self.units)
+        shown = [unit.pts - start for unit in self.units]
+        ordered = sorted(shown)
+        delay = max(0.0, *(o - p for o, p in zip(ordered, shown)))
+        with av.open(io.BytesIO(self.units[0].data), format=_RAW_FORMATS[self.codec]) as raw:
+            template = raw.streams.video[0]  # the codec's parameters, from the key unit's parameter sets
+            output = io.BytesIO()
+            with av.open(output, "w", format="mpegts") as muxer:
+                stream = muxer.add_stream_from_template(template)
+                for unit, pts, dts in zip(self.units, shown, ordered):
+                    packet = av.Packet(unit.data)
+                    packet.time_base = _TICK
+                    packet.pts, packet.dts = round((pts + delay) / _TICK), round(dts / _TICK)
+                    packet.is_keyframe = unit.key
+                    packet.stream = stream
+                    muxer.mux(packet)
+        return output.getvalue()
 
     def display_order(self) -> list[ReceivedAccessUnit]:
         """The units in presentation order (by pts; equal pts keep decode order): the decoder
@@ -98,9 +132,11 @@ class GopAssembler:
 
 
 class _Decoder(threading.local):
-    """One built GOP-decoding pipeline per decode thread (a pipeline runs one call at a time)."""
+    """Per decode thread: one built GOP-decoding pipeline (a pipeline runs one call at a time)
+    and the CUDA stream its outputs are made ready on and copied out on."""
 
     pipe: Any = None
+    stream: Any = None
 
 
 class DaliGopFrameSource(FrameSource):
@@ -142,37 +178,41 @@ class DaliGopFrameSource(FrameSource):
             return 0, 0  # stateless: a GOP with no frame to analyse is not decoded at all
         with self.stages.measure("decode", len(gop.units)):
             try:
-                images = self._run(gop, wanted)
+                images, stream = self._run(gop, wanted)
             except RuntimeError as exc:  # DALI reports an undecodable sample as RuntimeError
                 self._pipelines.pipe = None  # a pipeline that failed a run is not reused
                 self._rejected(exc)
                 return 0, len(gop.units)
-        for index, image in zip(wanted, images, strict=True):
+        with self.stages.measure("convert", len(wanted)), stream:
+            # Copied out on the stream DALI's outputs are ready on, in the model's channel order
+            # (DALI's next run may reuse its output buffer); the host waits once for the GOP's
+            # copies, so the frames are whole before another stream reads them.
+            owned = [(image[..., ::-1] if self.spec.pixel_format == "bgr24" else image).copy() for image in images]
+            stream.synchronize()
+        for index, pixels in zip(wanted, owned, strict=True):
             unit = order[index]
-            height, width = image.shape[:2]
+            height, width = pixels.shape[:2]
             input_width, input_height = self.spec.input_size or (width, height)
             letterbox = Letterbox.fit(width, height, input_width, input_height)
-            with self.stages.measure("convert"):
-                pixels = image[..., ::-1] if self.spec.pixel_format == "bgr24" else image
-                owned = pixels.copy()  # DALI reuses its output buffer on the next run
             seq, self.next_seq = self.next_seq, self.next_seq + 1
-            frames.append(SampledFrame(self.camera, seq, unit.pts, owned, letterbox, unit.received, unit.wallclock))
+            frames.append(SampledFrame(self.camera, seq, unit.pts, pixels, letterbox, unit.received, unit.wallclock))
         return len(gop.units), 0
 
-    def _run(self, gop: Gop, wanted: list[int]) -> Any:
+    def _run(self, gop: Gop, wanted: list[int]) -> tuple[Any, Any]:
+        """The wanted frames of ``gop`` (display-order indices) as device arrays of DALI's output,
+        ready in the order of the stream returned with them."""
         import cupy
 
         from dalistream.graphs import gop_decode
         from dalistream.graphs.gop import FRAMES, GOP
 
-        if self._pipelines.pipe is None:
-            pipe = gop_decode(batch_size=1, num_threads=1, device_id=0, prefetch_queue_depth=1,
-                              exec_async=False, exec_pipelined=False)
-            pipe.build()
-            self._pipelines.pipe = pipe
-        pipe = self._pipelines.pipe
-        encoded = np.frombuffer(gop.data, np.uint8)  # fed without a copy: alive until run() returns
-        pipe.feed_input(GOP, [encoded])
-        pipe.feed_input(FRAMES, [np.asarray(wanted, np.int32)])
-        (output,) = pipe.run()
-        return cupy.asarray(output.as_tensor())[0]  # (frames, H, W, 3) of the one sample
+        state = self._pipelines
+        if state.pipe is None:
+            state.pipe = dali.build(gop_decode, device_id=0, batch_size=1, num_threads=1)
+        if state.stream is None:
+            state.stream = cupy.cuda.Stream(non_blocking=True)
+        encoded = np.frombuffer(gop.mpegts(), np.uint8)  # fed without a copy: alive until the run is done
+        state.pipe.feed_input(GOP, [encoded])
+        state.pipe.feed_input(FRAMES, [np.asarray(wanted, np.int32)])
+        (output,) = dali.run(state.pipe, state.stream)
+        return list(cupy.asarray(output.as_tensor())[0]), state.stream  # (frames, H, W, 3) of the one sample

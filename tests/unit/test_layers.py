@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Lowest first. A module may import from its own unit or from a unit of a lower layer.
 LAYERS = (
     ("geometry", "config", "metrics", "cache", "progress", "logs", "rtp", "graphs"),
-    ("device", "models"),
+    ("device", "models", "dali"),
     ("records", "ingest"),
     ("decode",),
     ("engine",),

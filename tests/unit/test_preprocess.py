@@ -30,10 +30,7 @@ def test_matches_numpy_for_mixed_sizes():
 def test_output_is_a_view_of_dali_memory():
     preprocess = Preprocessor(64, 64, max_batch=2, mean=RETINAFACE_MEAN_BGR, std=RETINAFACE_STD)
     first = preprocess([np.full((64, 64, 3), 200, np.uint8)])
-    assert not first.flags["OWNDATA"]
-    address = first.__array_interface__["data"][0]
-    second = preprocess([np.full((64, 64, 3), 10, np.uint8)])
-    assert second.__array_interface__["data"][0] == address  # the same buffer, reused
+    assert not first.flags["OWNDATA"] and first.base is not None  # DALI's buffer, by DLPack: no copy
 
 
 @pytest.mark.parametrize(
@@ -69,3 +66,22 @@ def test_scaling_in_the_graph_matches_the_decoders_scaling():
         assert all(np.all(part == 0) for part in outside)
     with pytest.raises(ValueError, match="one letterbox per frame"):
         scaling(smooth)
+
+
+def test_frames_to_scale_go_in_as_one_dense_batch_kept_from_call_to_call():
+    """DALI copies a list of separate device arrays before it runs: frames to scale are
+    copied into one dense batch instead (each at the top-left of its sample, the graph reading
+    only its own extent), a buffer kept while the frames' size holds."""
+    rng = np.random.default_rng(2)
+    scaling = Preprocessor(96, 64, max_batch=3, mean=(0, 0, 0), std=(1, 1, 1), scale=True)
+    big, small = rng.integers(0, 256, (64, 96, 3), np.uint8), np.full((32, 48, 3), 77, np.uint8)
+    boxes = [Letterbox.fit(96, 64, 96, 64), Letterbox.fit(48, 32, 96, 64)]
+    out = np.array(scaling([big, small], boxes))
+    batch = scaling._batch
+    assert batch.shape == (3, 64, 96, 3) and batch.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(out[0], big.transpose(2, 0, 1).astype(np.float32))  # same size: no scaling
+    assert np.all(out[1] == 77)  # the small frame's own pixels scaled up, not the batch's padding
+    scaling([small, big], boxes[::-1])
+    assert scaling._batch is batch  # the same size of batch: the same buffer
+    scaling([small], boxes[1:])
+    assert scaling._batch is not batch and scaling._batch.shape == (3, 32, 48, 3)
