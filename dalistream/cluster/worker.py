@@ -18,6 +18,7 @@ from prometheus_client import generate_latest
 
 from dalistream import logs
 from dalistream.config import CameraConfig, Config
+from dalistream.models.arrays import to_host
 from dalistream.pipeline.runtime import Runtime
 from dalistream.pipeline.status import AnalysedFrame
 from dalistream.service.metrics import metrics_registry
@@ -81,8 +82,11 @@ class Worker:
         }
 
     async def latest_frame(self, camera: str) -> AnalysedFrame | None:
-        """``camera``'s last analysed frame, for the coordinator's snapshots."""
-        return await self._runtime.latest_frame(camera)
+        """``camera``'s last analysed frame, for the coordinator's snapshots, its image on the host:
+        Ray would pickle a CuPy image by copying it to the host anyway, and the coordinator
+        would need CuPy and a GPU of its own to unpickle it."""
+        frame = await self._runtime.latest_frame(camera)
+        return None if frame is None else dataclasses.replace(frame, image=to_host(frame.image))
 
     async def metrics(self) -> bytes:
         """This worker's ``/metrics`` text."""

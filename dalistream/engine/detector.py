@@ -8,6 +8,7 @@ detect through this object, so what they measure is what the service runs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from dalistream.device import DevicePlan
 from dalistream.engine import create_engine
 from dalistream.geometry import Letterbox
 from dalistream.metrics import Stages
+from dalistream.models.arrays import to_host
 from dalistream.models.faces import Faces
 from dalistream.models.kinds import input_convention, output_decoder
 from dalistream.engine.preprocess import Preprocessor
@@ -97,15 +99,23 @@ class Detector:
 
         return self._batches(preprocess, infer, lambda _, outputs: self.decode(outputs, letterboxes))
 
-    def tensor(self, images: Sequence[np.ndarray], *, copy: bool = True) -> np.ndarray:
-        """The model input for ``images``, a copy the caller owns (for tools that time stages).
+    def tensor(self, images: Sequence[Any], letterboxes: Sequence[Letterbox] | None = None, *, copy: bool = True) -> Any:
+        """The model input for ``images``, a NumPy copy the caller owns (for tools that time stages).
 
-        ``copy=False`` returns the graph's own output buffer, valid only until this detector's
-        next call: for a single thread timing the graph alone.
+        Where the graph scales (the GPU), ``letterboxes`` says what each image is scaled to
+        (default: each fitted into the input). ``copy=False`` returns the graph's own output
+        (a CuPy array on the GPU), valid only until this detector's next call: for a single
+        thread timing the graph alone.
         """
+        graph = self._graphs[0]
+        if graph.scale and letterboxes is None:
+            letterboxes = [Letterbox.fit(image.shape[1], image.shape[0], *self.input_size) for image in images]
         with self._stages.measure("dali_graph", len(images)):
-            tensor = self._graphs[0](images)
-            return np.array(tensor, copy=True) if copy else tensor
+            tensor = graph(images, letterboxes)
+            if not copy:
+                return tensor
+            host = to_host(tensor)  # a copy already when it comes from the device
+            return host.copy() if host is tensor else host
 
     def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         """The engine alone on a prepared input."""

@@ -116,3 +116,32 @@ def test_the_stand_in_refuses_what_cupy_refuses(cupy: types.ModuleType) -> None:
 def test_host_arrays_are_never_copied(cupy: types.ModuleType) -> None:
     array = np.arange(4)
     assert to_host(array) is array and array_module(array) is np
+
+
+def test_the_model_input_of_a_scaling_device_graph_comes_back_as_a_host_copy(
+    cupy: types.ModuleType, model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Detector.tensor`` (stage timing, calibration) on the GPU: the graph scales, so each image
+    gets its letterbox, and its device output comes back as NumPy (``np.array`` of a CuPy array
+    raises)."""
+    from dalistream.config import ModelConfig
+    from dalistream.device import CPU_PLAN
+    from dalistream.engine.detector import Detector
+    from dalistream.engine.preprocess import Preprocessor
+
+    detector = Detector(ModelConfig(onnx=model_path, input=(64, 64)), CPU_PLAN, 2)
+    scaling = Preprocessor(64, 64, 2, mean=(0, 0, 0), std=(1, 1, 1), scale=True)  # the GPU graph's code, on NumPy
+
+    class DeviceGraph:
+        scale = True
+
+        def __call__(self, images: list, letterboxes: list) -> object:
+            return cupy.asarray(scaling(images, letterboxes))
+
+    monkeypatch.setattr(detector, "_graphs", [DeviceGraph()])
+    images = [np.full((32, 64, 3), 9, np.uint8), np.full((128, 64, 3), 3, np.uint8)]
+    tensor = detector.tensor(images)
+    assert type(tensor) is np.ndarray and tensor.shape == (2, 3, 64, 64)
+    assert np.all(tensor[0, :, :32] == 9) and np.all(tensor[0, :, 32:] == 0)  # 64x32 fitted, padded below
+    assert np.all(tensor[1, :, :, :32] == 3) and np.all(tensor[1, :, :, 32:] == 0)  # 64x128 scaled to 32x64
+    assert fake_gpu.device_of(cupy).round_trips == ["get"]
