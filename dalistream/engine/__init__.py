@@ -107,19 +107,19 @@ def model_file(model: ModelConfig, precision: str | None = None) -> Path:
     """The ONNX file ``precision`` (default ``model.precision``) runs, on either device: the source
     model, or its cached FP16 or INT8 version (made first when absent). :class:`ConfigError` when
     it cannot be made."""
+    wanted = precision or model.precision
+    if wanted not in ("fp16", "int8"):
+        return model.onnx
+    # Imported here: the quantizer loads onnxruntime.quantization, needed only for these files.
     from dalistream.engine.float16 import Float16Error, cached_fp16_model
     from dalistream.engine.quantize import QuantizationError, cached_int8_model
 
     try:
-        match precision or model.precision:
-            case "fp16":
-                return cached_fp16_model(model.onnx, model.cache_dir)
-            case "int8":
-                return cached_int8_model(model.onnx, model.calib_dir, model.cache_dir, quantize_settings(model))
-            case _:
-                return model.onnx
+        if wanted == "fp16":
+            return cached_fp16_model(model.onnx, model.cache_dir)
+        return cached_int8_model(model.onnx, model.calib_dir, model.cache_dir, quantize_settings(model))
     except (Float16Error, QuantizationError) as exc:
-        raise ConfigError(f"model.precision: {precision or model.precision} model cannot be made: {exc}") from exc
+        raise ConfigError(f"model.precision: {wanted} model cannot be made: {exc}") from exc
 
 
 def model_files(model: ModelConfig) -> dict[str, dict[str, Any]]:
