@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--gt", type=Path, required=True, help="ground truth: name w h / count / x y w h easy medium hard")
     evaluate.add_argument("--config", dest="eval_config", type=Path, help="site.toml whose [model] to evaluate")
     evaluate.add_argument("--input", type=_size, metavar="WxH", help="letterbox input (default: the config's)")
-    evaluate.add_argument("--precision", choices=["fp32", "int8"], help="engine precision (default: the config's)")
+    evaluate.add_argument("--precision", choices=["fp32", "fp16", "int8"],
+                          help="engine precision (default: the config's); fp16 on the CPU runs the FP16 file through ONNX Runtime")
     evaluate.add_argument("--json", action="store_true", help="print the report as one JSON object")
     calibrate = commands.add_parser("calibrate", help="capture INT8 calibration frames from the configured cameras")
     calibrate.add_argument("--config", dest="target_config", type=Path, required=True, help="site.toml with the cameras")
@@ -90,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--out", type=Path, help="output folder (default: the config's model.calib_dir)")
     calibrate.add_argument("--interval", type=float, default=2.0, metavar="S", help="least stream time between two frames of one camera")
     calibrate.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up after S seconds with what was captured")
-    build = commands.add_parser("build", help="build the INT8 model (CPU) or TensorRT engine (GPU) for the config")
+    build = commands.add_parser("build", help="make the precision's ONNX file (INT8, FP16) and, on the GPU, its TensorRT engine")
     build.add_argument("--config", dest="target_config", type=Path, required=True, help="site.toml whose [model] to build")
     return parser
 
@@ -192,6 +193,7 @@ def _local(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from dalistream.device import GPU
+    from dalistream.engine import model_files
     from dalistream.pipeline.capacity import available_cores, gpu_demand, plan_for, probe_gpu_resources
     from dalistream.pipeline.preflight import preflight
     from dalistream.engine.shape import inference_shape
@@ -202,6 +204,7 @@ def _check(args: argparse.Namespace) -> int:
     for camera in plain["camera"]:
         camera["url"] = config_module.redact_url(camera["url"])
     plain["device_plan"] = {"device": plan.device, "reason": plan.reason}
+    plain["model_files"] = model_files(config.model)  # the ONNX file each precision runs, on either device
     plain["inference_shape"] = inference_shape(config.pipeline, config.model, plan.device, available_cores()).as_dict()
     capacity = plan_for(config, plan)
     plain["capacity"] = capacity.as_dict()

@@ -6,6 +6,9 @@ a factory in :data:`ENGINES`, the device it runs on and the precisions it offers
 what cannot run, naming the key), so another engine is one more entry, not a branch in the
 callers. On the CPU: ONNX Runtime, FP32 or INT8 QDQ. On the GPU: TensorRT (engines built and
 cached by :mod:`.tensorrt`) or PyTorch (:mod:`.torch`), whose outputs stay on the device.
+
+Each precision has one ONNX file, the same on both devices (:func:`model_file`): FP32 is the
+source model, FP16 its conversion (:mod:`.float16`), INT8 its Q/DQ quantization (:mod:`.quantize`).
 """
 
 from __future__ import annotations
@@ -100,28 +103,58 @@ def quantize_settings(model: ModelConfig) -> QuantizeSettings:
     )
 
 
-def cpu_model_path(model: ModelConfig) -> Path:
-    """The ONNX file the CPU engine runs: the source model, or its cached INT8 version (built if absent)."""
-    match model.precision:
-        case "fp32":
-            return model.onnx
-        case "int8":
-            from dalistream.engine.quantize import QuantizationError, cached_int8_model
+def model_file(model: ModelConfig, precision: str | None = None) -> Path:
+    """The ONNX file ``precision`` (default ``model.precision``) runs, on either device: the source
+    model, or its cached FP16 or INT8 version (made first when absent). :class:`ConfigError` when
+    it cannot be made."""
+    wanted = precision or model.precision
+    if wanted not in ("fp16", "int8"):
+        return model.onnx
+    # Imported here: the quantizer loads onnxruntime.quantization, needed only for these files.
+    from dalistream.engine.float16 import Float16Error, cached_fp16_model
+    from dalistream.engine.quantize import QuantizationError, cached_int8_model
 
-            try:
-                return cached_int8_model(model.onnx, model.calib_dir, model.cache_dir, quantize_settings(model))
-            except QuantizationError as exc:
-                raise ConfigError(f"model.precision: int8 model cannot be made: {exc}") from exc
-        case other:
-            raise ConfigError(f'model.precision: "{other}" has no CPU engine; use "fp32" or "int8"')
+    try:
+        if wanted == "fp16":
+            return cached_fp16_model(model.onnx, model.cache_dir)
+        return cached_int8_model(model.onnx, model.calib_dir, model.cache_dir, quantize_settings(model))
+    except (Float16Error, QuantizationError) as exc:
+        raise ConfigError(f"model.precision: {wanted} model cannot be made: {exc}") from exc
+
+
+def model_files(model: ModelConfig) -> dict[str, dict[str, Any]]:
+    """Which ONNX file each precision uses and whether it is made yet (``check``'s report; makes nothing)."""
+    from dalistream.engine.float16 import Float16Error, fp16_model_path
+    from dalistream.engine.quantize import QuantizationError, int8_model_path
+
+    report: dict[str, dict[str, Any]] = {}
+    paths: dict[str, Callable[[], Path]] = {
+        "fp32": lambda: model.onnx,
+        "fp16": lambda: fp16_model_path(model.onnx, model.cache_dir),
+        "int8": lambda: int8_model_path(model.onnx, model.calib_dir, model.cache_dir, quantize_settings(model)),
+    }
+    for precision, path in paths.items():
+        try:
+            found = path()
+        except (Float16Error, QuantizationError, OSError) as exc:
+            report[precision] = {"file": None, "error": str(exc)}
+        else:
+            report[precision] = {"file": str(found), "made": found.is_file()}
+    return report
 
 
 def _onnxruntime(model: ModelConfig, max_batch: int) -> Engine:
-    return OnnxRuntimeEngine(
-        cpu_model_path(model),
-        intra_op_threads=model.intra_op_threads,
-        inter_op_threads=model.inter_op_threads,
-    )
+    path = model_file(model)
+    if model.precision == "int8":
+        import onnx
+
+        from dalistream.engine.quantize import with_uint8_activations
+
+        # The Q/DQ file in TensorRT's form, its activations re-expressed for ONNX Runtime's x86 kernels.
+        loaded: Path | bytes = with_uint8_activations(onnx.load(str(path))).SerializeToString()
+    else:
+        loaded = path
+    return OnnxRuntimeEngine(loaded, intra_op_threads=model.intra_op_threads, inter_op_threads=model.inter_op_threads)
 
 
 def _tensorrt(model: ModelConfig, max_batch: int) -> Engine:
@@ -147,45 +180,39 @@ ENGINES: Mapping[str, Callable[[ModelConfig, int], Engine]] = {
 def create_engine(model: ModelConfig, device: str = CPU, max_batch: int = 1) -> Engine:
     """The inference engine for ``[model]`` on ``device`` (see :func:`engine_choice`): on the CPU,
     ONNX Runtime FP32, or INT8 from the quantized-model cache (quantized on first use, about a
-    minute for 100 frames); on the GPU, a cached TensorRT engine (built on first use) or PyTorch."""
+    minute for 100 frames); on the GPU, a cached TensorRT engine (built on first use from the
+    precision's ONNX file) or PyTorch."""
     if device not in (CPU, GPU):
         raise DeviceError(f"no inference engine for device {device!r} in this build")
     return ENGINES[engine_choice(model, device)](model, max_batch)
 
 
 def build(config: Config) -> dict[str, str]:
-    """Build what ``config``'s device runs: the cached INT8 (or FP32) model on the CPU, a TensorRT
-    engine on the GPU. Raises :class:`ConfigError` for settings that cannot be built and
-    :class:`~dalistream.engine.tensorrt.EngineBuildError` when the GPU build fails."""
+    """Build what ``config``'s device runs: the precision's ONNX file (:func:`model_file`) and, on
+    the GPU, the TensorRT engine built from it. Raises :class:`ConfigError` for settings that cannot
+    be built and :class:`~dalistream.engine.tensorrt.EngineBuildError` when the GPU build fails."""
     model = config.model
     if not model.onnx.is_file():
         raise ConfigError(f"model.onnx: {model.onnx} not found")
+    built = {"device": config.pipeline.device, "precision": model.precision, "model": str(model_file(model))}
     if config.pipeline.device != "gpu":
-        return {"device": "cpu", "precision": model.precision, "model": str(cpu_model_path(model))}
+        return {**built, "device": "cpu"}
     from dalistream.engine.shape import inference_shape
 
     max_batch = inference_shape(config.pipeline, model, "gpu", 1).max_batch
-    return {"device": "gpu", "precision": model.precision, "engine": str(tensorrt_engine_path(model, max_batch))}
+    return {**built, "engine": str(tensorrt_engine_path(model, max_batch))}
 
 
 def tensorrt_engine_path(model: ModelConfig, max_batch: int) -> Path:
-    """The TensorRT engine for ``[model]`` from its cache, built first when absent (minutes)."""
-    from dalistream.engine.quantize import calibration_images
-    from dalistream.engine.tensorrt import CalibrationBatches, build_engine, precision_plan, profile_shapes
+    """The TensorRT engine for ``[model]`` from its cache, built first when absent (minutes) from
+    the precision's ONNX file."""
+    from dalistream.engine.tensorrt import build_engine, profile_shapes
 
     if model.profile[2] < max_batch:
         raise ConfigError(f"model.profile: max batch {model.profile[2]} is below pipeline.max_batch {max_batch}")
-    calibration = None
-    if model.precision == "int8":
-        settings = quantize_settings(model)
-        images = calibration_images(model.calib_dir, settings.max_frames) if model.calib_dir.is_dir() else []
-        if not images:
-            raise ConfigError(f"model.calib_dir: no calibration frames in {model.calib_dir}")
-        calibration = CalibrationBatches(images, model.profile[1], model.input, settings.convention)
     return build_engine(
-        model.onnx,
+        model_file(model),
         model.cache_dir,
-        plan=precision_plan(model.precision, model.int8_exclude),
+        precision=model.precision,
         profile=profile_shapes(model.profile, model.input),
-        calibration=calibration,
     )

@@ -10,9 +10,11 @@ import onnxruntime as ort
 
 
 class OnnxRuntimeEngine:
-    """One ONNX Runtime session; ``__call__`` maps an NCHW batch to the model's named outputs."""
+    """One ONNX Runtime session; ``__call__`` maps an NCHW batch to the model's named outputs.
 
-    def __init__(self, model: str | PathLike[str], *, intra_op_threads: int = 0, inter_op_threads: int = 1) -> None:
+    ``model`` is an ONNX file, or a serialized model (bytes) that was changed on loading."""
+
+    def __init__(self, model: str | PathLike[str] | bytes, *, intra_op_threads: int = 0, inter_op_threads: int = 1) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = inter_op_threads
@@ -21,12 +23,14 @@ class OnnxRuntimeEngine:
         # Idle pool threads spin by default, burning cores that the decoders need.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        if not Path(model).is_file():
+        if not isinstance(model, bytes) and not Path(model).is_file():
             raise FileNotFoundError(f"model not found: {model}")
-        self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                             providers=["CPUExecutionProvider"])
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
-            raise ValueError(f"{model}: expected one input, found {[i.name for i in inputs]}")
+            source = "serialized model" if isinstance(model, bytes) else model
+            raise ValueError(f"{source}: expected one input, found {[i.name for i in inputs]}")
         self.input_name = inputs[0].name
         self.output_names = [o.name for o in self._session.get_outputs()]
 

@@ -23,7 +23,8 @@ from dalistream.config import ConfigError, ModelConfig
 from dalistream.decode.images import ImageError, load_image
 from dalistream.tools.evaluation import Detections, GroundTruthError, ImageTruth, evaluate, load_ground_truth
 from dalistream.geometry import Letterbox
-from dalistream.device import CPU_PLAN, DevicePlan
+from dalistream.device import CPU, CPU_PLAN, DevicePlan
+from dalistream.engine import model_file
 from dalistream.engine.detector import Detector
 from dalistream.progress import Progress
 
@@ -88,9 +89,14 @@ def run(
     plan: DevicePlan = CPU_PLAN,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """AP in percent per setting plus what was measured (the ``eval`` command's JSON report)."""
+    """AP in percent per setting plus what was measured (the ``eval`` command's JSON report).
+
+    FP16 runs on the GPU; on the CPU it is measured by running the FP16 ONNX file the GPU builds
+    from (:func:`~dalistream.engine.model_file`) through ONNX Runtime."""
     if not model.onnx.is_file():
         raise ConfigError(f"model.onnx: {model.onnx} not found")
+    file = model_file(model)
+    run_model = dataclasses.replace(model, onnx=file, precision="fp32") if model.precision == "fp16" and plan.device == CPU else model
     try:
         truth = load_ground_truth(gt)
     except OSError as exc:
@@ -98,7 +104,7 @@ def run(
     except GroundTruthError as exc:
         raise EvaluationError(f"{gt}: {exc}") from exc
     started = time.monotonic()
-    detections = detect(model, images, truth, batch_size, plan, progress)
+    detections = detect(run_model, images, truth, batch_size, plan, progress)
     seconds = time.monotonic() - started
     report: dict[str, Any] = {key: round(value, 2) for key, value in evaluate(truth, detections).items()}
     report.update(
@@ -106,6 +112,7 @@ def run(
         faces=int(sum(item.boxes.shape[0] for item in truth)),
         kind=model.kind,
         model=str(model.onnx),
+        model_file=str(file),
         input=list(model.input),
         precision=model.precision,
         device=str(plan),

@@ -117,12 +117,14 @@ def test_torch_fp16_on_cuda_finds_the_faces_onnxruntime_finds(model_path: Path, 
 def test_tensorrt_fp16_finds_the_faces_onnxruntime_finds(model_path: Path, frames: list, tmp_path: Path) -> None:
     cupy = cuda()
     need("tensorrt", "tensorrt")
-    from dalistream.engine.tensorrt import TensorRtEngine, build_engine, precision_plan, profile_shapes
+    from dalistream.engine.float16 import cached_fp16_model
+    from dalistream.engine.tensorrt import TensorRtEngine, build_engine, profile_shapes
 
     tensor, letterboxes = model_input(frames)
     decode = output_decoder("retinaface", *INPUT, SCORE_THRESHOLD, NMS_IOU)
     want = decode(OnnxRuntimeEngine(model_path)(tensor), letterboxes)
-    engine = build_engine(model_path, tmp_path, plan=precision_plan("fp16"), profile=profile_shapes((1, 4, 8), INPUT))
+    fp16 = cached_fp16_model(model_path, tmp_path)  # FP16 by the file's types: the network is strongly typed
+    engine = build_engine(fp16, tmp_path, precision="fp16", profile=profile_shapes((1, 4, 8), INPUT))
     outputs = TensorRtEngine(engine)(cupy.asarray(tensor))
     assert all(type(value).__module__.startswith("cupy") for value in outputs.values()), outputs.keys()
     assert_same_faces(want, decode(outputs, letterboxes), "TensorRT FP16")

@@ -108,6 +108,10 @@ def test_check_prints_the_device_plan_and_refuses_an_impossible_gpu(model_path, 
     assert plan["device"] == "cpu" and plan["reason"], plan  # no GPU stages in this build yet
     cores = len(os.sched_getaffinity(0))  # one single-threaded detector per core (intra_op_threads = 1 here)
     assert checked["inference_shape"] == {"workers": cores, "max_batch": 1, "intra_op_threads": 1, "detectors": cores, "buffers": 1}, checked
+    files = checked["model_files"]  # the ONNX file each precision runs, on either device; none made by check
+    assert files["fp32"] == {"file": str(model_path), "made": True}, files
+    assert files["fp16"]["made"] is False and Path(files["fp16"]["file"]).parent == tmp_path / "engines" / "cache", files
+    assert files["int8"]["file"] is None and "model.calib_dir" in files["int8"]["error"], files
     assert "device plan" in stderr and plan["reason"] in stderr
     site.write_text(site.read_text().replace('device = "auto"', 'device = "gpu"'))
     process = run_cli("check", str(site))
