@@ -30,6 +30,8 @@ WHEELS=(
     nvidia-nvjpeg2k-cu13==0.11.0.51 nvidia-nvtiff-cu13==0.8.0.82
     # NVDEC, and the torch engine's converter (torch and torchvision are there)
     pynvvideocodec==2.2.4 onnx2torch==1.5.15
+    # the FP16 ONNX file TensorRT and the torch engine build from (pure Python)
+    onnxconverter-common==1.16.0
 )
 MEDIA=(media/sample_1080p25.h264 media/sample_1080p25.gt.json engines/retinaface_mnet025.onnx)
 
