@@ -17,6 +17,6 @@ def gop_decode(device: str = "mixed"):
     stream with FFmpeg and indexes its frames by timestamp) and returns only the frames whose
     display-order indices are fed to ``FRAMES``, as one FHWC uint8 RGB tensor on the device.
     (``"cpu"`` decodes only VP8, VP9 and MJPEG: for checking the graph without a GPU.)"""
-    gop = fn.external_source(name=GOP, device="cpu", dtype=types.UINT8, ndim=1, no_copy=True)
-    wanted = fn.external_source(name=FRAMES, device="cpu", dtype=types.INT32, ndim=1)
+    gop = fn.external_source(name=GOP, device="cpu", dtype=types.DALIDataType.UINT8, ndim=1, no_copy=True)
+    wanted = fn.external_source(name=FRAMES, device="cpu", dtype=types.DALIDataType.INT32, ndim=1)
     return fn.decoders.video(gop, device=device, frames=wanted)

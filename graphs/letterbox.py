@@ -38,12 +38,12 @@ def letterbox_normalize(
     Padding is zero *after* normalization, i.e. the mean colour, which is what the detector
     saw around images during training.
     """
-    frames = fn.external_source(name=FRAMES, device=device, layout="HWC", dtype=types.UINT8, no_copy=True)
+    frames = fn.external_source(name=FRAMES, device=device, layout="HWC", dtype=types.DALIDataType.UINT8, no_copy=True)
     if scale:
-        widths = fn.external_source(name=WIDTHS, device="cpu", dtype=types.FLOAT, ndim=0)
-        heights = fn.external_source(name=HEIGHTS, device="cpu", dtype=types.FLOAT, ndim=0)
-        extents = fn.external_source(name=EXTENTS, device="cpu", dtype=types.FLOAT, ndim=1)
-        frames = fn.resize(
+        widths = fn.external_source(name=WIDTHS, device="cpu", dtype=types.DALIDataType.FLOAT, ndim=0)
+        heights = fn.external_source(name=HEIGHTS, device="cpu", dtype=types.DALIDataType.FLOAT, ndim=0)
+        extents = fn.external_source(name=EXTENTS, device="cpu", dtype=types.DALIDataType.FLOAT, ndim=1)
+        frames = fn.resize(  # type: ignore[assignment]  # one input gives one output, not the stub's union
             frames,
             device=device,
             resize_x=widths,
@@ -51,7 +51,7 @@ def letterbox_normalize(
             roi_start=[0.0, 0.0],
             roi_end=extents,
             roi_relative=False,
-            interp_type=types.INTERP_LINEAR,
+            interp_type=types.DALIInterpType.INTERP_LINEAR,
             antialias=True,
         )
     return fn.crop_mirror_normalize(
@@ -64,6 +64,6 @@ def letterbox_normalize(
         fill_values=0.0,
         mean=list(mean),
         std=list(std),
-        dtype=types.FLOAT,
+        dtype=types.DALIDataType.FLOAT,
         output_layout="CHW",
     )

@@ -155,7 +155,7 @@ class DaliGopFrameSource(FrameSource):
         dropped = self._gops.dropped
         for item in items:
             starts = isinstance(item, StreamStart)
-            gop = self._gops.start(item.codec) if starts else self._gops.add(item)
+            gop = self._gops.start(item.codec) if isinstance(item, StreamStart) else self._gops.add(item)
             if gop is not None:
                 decoded_now, failed = self._decode(gop, frames)
                 decoded, errors = decoded + decoded_now, errors + failed

@@ -6,14 +6,20 @@ path makes."""
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from nvidia.dali import backend, fn, ops
 
+from conftest import ROOT, require
+
 from dalistream import dali
+from dalistream.device import module_available
 from dalistream.graphs import gop, letterbox
 
 LETTERBOX = {"input_width": 96, "input_height": 64, "mean": [104.0, 117.0, 123.0], "std": [1.0, 1.0, 1.0]}
@@ -106,3 +112,26 @@ def test_the_executor_takes_a_stream_bound_run() -> None:
     assert "legacy execution model" not in str(ours.value) and "CUDA" in str(ours.value)
     with pytest.raises(RuntimeError, match="Asynchronous outputs require legacy execution model"):
         graph(exec_async=False, exec_pipelined=False, prefetch_queue_depth=1).run(0)
+
+
+DALI_CODE = ("graphs/letterbox.py", "graphs/gop.py", "dalistream/dali.py", "dalistream/engine/preprocess.py", "dalistream/decode/gop.py")
+
+
+def _mypy(*paths: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    require(module_available("mypy"), "mypy missing: run scripts/setup.sh --test")
+    command = [sys.executable, "-m", "mypy", "--ignore-missing-imports", "--follow-imports=silent", "--check-untyped-defs",
+               "--cache-dir", str(cwd / ".mypy_cache"), *paths]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_the_dali_code_type_checks_against_dalis_own_stubs() -> None:
+    """DALI ships .pyi files for its operators and pipeline: a call DALI lacks fails here."""
+    result = _mypy(*DALI_CODE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_type_check_sees_an_argument_dali_lacks(tmp_path: Path) -> None:
+    wrong = tmp_path / "letterbox.py"
+    wrong.write_text((ROOT / "graphs" / "letterbox.py").read_text().replace("resize_x=widths", "resize_xx=widths"))
+    result = _mypy(str(wrong), cwd=tmp_path)
+    assert result.returncode == 1 and 'Unexpected keyword argument "resize_xx"' in result.stdout
