@@ -285,6 +285,7 @@ class ClusterConfig:
     workers_per_gpu: int = _doc("Workers per GPU on the GPU device plan (each pinned to its GPU share).", default=1)
     rebalance_s: float = _doc("Least time between two rebalancings of running cameras onto workers that came back (0 = never move a running camera).", default=0.0)
     health_timeout_s: float = _doc("A worker whose health does not answer within this long is taken for dead; its cameras move.", default=5.0)
+    gather_output: bool = _doc("Write every worker's records into the coordinator's files (one stream; each camera's records in order across moves) instead of a file set per worker.", default=False)
 
     def validate(self, key: str) -> None:
         if self.address and self.address != "auto" and not self.address.startswith("ray://") and ":" not in self.address:
