@@ -7,7 +7,8 @@ coordinator joining with nothing exported by hand:
 - `check` compares the Ray resources the config asks for with what the cluster offers;
 - more workers than fit: the one that fits analyses at once, the others are `pending` with the
   reason in /health, a second node (`ray start --address`) lets one start and take the camera
-  that had no room, and SIGTERM while a worker is still pending stops it in under 10 s.
+  that had no room; that worker killed, its camera waits for room and resumes as a `moved`
+  camera, seq continued; SIGTERM while a worker is still pending stops it in under 10 s.
 
 One head serves the module; each Ray process runs in a temp dir and on ports of its own, and
 only the processes these tests started are stopped.
@@ -239,6 +240,20 @@ def test_more_workers_than_fit_start_as_room_appears_and_sigterm_stops_at_once(r
         others = ", ".join(w for w in ("w1", "w2", "w3") if w != still["id"])
         assert still["reason"] == (f"{still['id']} needs 0.6 CPU; the cluster has 2.0 CPUs, 1.2 taken by {others}; "
                                    "0.8 are free, but at most 0.4 on one node"), still
+        first_workers = set(workers(health))
+
+        # cam2's worker is killed and the other is full: cam2 waits, then resumes on the worker
+        # Ray starts in the room that freed, as a move from the killed one, its seq continued.
+        killed = workers(health)[next(c["worker"] for c in health["cameras"] if c["id"] == "cam2")]
+        os.kill(killed["pid"], signal.SIGKILL)
+
+        def cam2_back(health: dict[str, Any]) -> dict[str, Any] | None:
+            cam2 = next(c for c in health["cameras"] if c["id"] == "cam2")
+            pending = [w for w in health["workers"] if w["state"] == "pending"]
+            return health if cam2.get("worker") not in (None, holder, killed["id"]) and cam2["analysed"] > 0 and pending else None
+
+        health = until(cam2_back, 120, "cam2 analysed again on another worker, one worker still pending")
+        resumed_on = next(c["worker"] for c in health["cameras"] if c["id"] == "cam2")
     finally:
         stopping = time.monotonic()
         process.send_signal(signal.SIGTERM)
@@ -255,9 +270,14 @@ def test_more_workers_than_fit_start_as_room_appears_and_sigterm_stops_at_once(r
     lines = [json.loads(line) for path in files for line in path.read_text().splitlines()]
     service = [line for line in lines if line["camera"] is None]
     pending = [line["worker"] for line in service if line["event"] == "worker_pending"]
-    assert sorted(pending[:2]) == sorted(set(workers(health)) - {holder}), pending  # at once, both
-    assert [line["event"] for line in service].count("worker_started") == 2 and service[-1]["event"] == "stopped"
-    cam2_events = [line["event"] for line in lines if line["camera"] == "cam2" and line["type"] == "event"]
-    assert cam2_events[:3] == ["unplaced", "added", "connected"], cam2_events
-    assert {path.name.split("-")[1] for path in files} == {"coordinator", holder, next(c["worker"] for c in health["cameras"] if c["id"] == "cam2")}
+    assert sorted(pending[:2]) == sorted(first_workers - {holder}), pending  # at once, both
+    assert [line["event"] for line in service].count("worker_started") == 3 and service[-1]["event"] == "stopped"
+    cam2 = sorted((line for line in lines if line["camera"] == "cam2"), key=lambda line: line["wallclock"])
+    events = [line for line in cam2 if line["type"] == "event"]
+    assert [line["event"] for line in events[:3]] == ["unplaced", "added", "connected"], events
+    moved = [line for line in events if line["event"] == "moved"]
+    assert [(line["from"], line["to"]) for line in moved] == [(killed["id"], resumed_on)], events
+    seqs = [line["seq"] for line in cam2 if line["type"] == "detections"]
+    assert all(b > a for a, b in zip(seqs, seqs[1:])), seqs
+    assert {path.name.split("-")[1] for path in files} == {"coordinator", holder, killed["id"], resumed_on}
     print(f"first analysed frame {first_frame_s:.1f} s after start; SIGTERM → exit {stop_s:.1f} s")
