@@ -44,16 +44,13 @@ class JoinError(Exception):
 
 def join(address: str) -> None:
     """Connect this process to the Ray cluster at ``address`` (``""``: start a local one in
-    this process; ``"auto"``, ``"host:port"`` of the head's GCS, or ``"ray://host:port"``).
-    Raises :class:`JoinError` when it cannot (see the module docstring)."""
+    this process; ``"auto"`` or ``"host:port"`` of the head's GCS). Raises :class:`JoinError`
+    when it cannot (see the module docstring)."""
     if address:
         _use_token_if_found(address)
-        if address.startswith("ray://"):
-            _listening(address.removeprefix("ray://"), address)
-        else:
-            gcs = _gcs_address(address)
-            _listening(gcs, address)
-            _admitted(gcs, address)
+        gcs = _gcs_address(address)
+        _listening(gcs, address)
+        _admitted(gcs, address)
     try:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False, configure_logging=False)
     except Exception as exc:
