@@ -12,9 +12,9 @@ uses the token. Before ``ray.init`` it checks that something listens at the addr
 cluster takes the token and runs this Ray and Python version, so every failed join is one
 :class:`JoinError` line saying what to set, before any camera is contacted.
 
-Several calls here use Ray's internals (``ray._private``, ``ray._raylet``): the token helper
-``ray start`` itself calls, the GCS client ``ray.init`` connects with, and the GCS tables
-``ray.available_resources`` and ``ray status`` read. Ray offers no public API for them without
+Several calls here use Ray's internals (``ray._private``, ``ray._raylet``): the token loader
+``ray start`` asks, the GCS client ``ray.init`` connects with, Ray's own version check, and the
+GCS tables ``ray.available_resources`` and ``ray status`` read. Ray offers no public API for them without
 its dashboard; they are kept to this module.
 """
 
