@@ -16,6 +16,7 @@ only the processes these tests started are stopped.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -32,9 +33,9 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from conftest import require
 
-pytest.importorskip("ray", reason="Ray missing: run scripts/setup.sh")
+pytestmark = pytest.mark.integration
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 START_S = 90.0  # a Ray node's start on these two shared cores
@@ -83,6 +84,7 @@ class RayNode:
 @pytest.fixture(scope="module")
 def ray_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home with the cluster's token where Ray's CLI puts it (`ray get-auth-token --generate`)."""
+    require(importlib.util.find_spec("ray") is not None, "Ray missing: run scripts/setup.sh")
     home = tmp_path_factory.mktemp("home")
     subprocess.run([*RAY, "get-auth-token", "--generate"], env={**os.environ, "HOME": str(home)}, check=True,
                    capture_output=True, timeout=60)
