@@ -112,9 +112,14 @@ def _serve(args: argparse.Namespace) -> int:
         registry, admission, workers = metrics_registry(runtime), capacity_admission(runtime), None
     else:
         from dalistream.cluster.coordinator import Coordinator
+        from dalistream.cluster.ray_cluster import JoinError
 
         runtime = Coordinator(config, preflight(config))
-        runtime.connect()
+        try:
+            runtime.connect()
+        except JoinError as exc:
+            log.error("cannot start the cluster", reason=str(exc))
+            return 2
         registry, admission, workers = runtime.registry, runtime.admission, runtime.workers
     control = CameraControl(runtime, args.config, admission=admission,
                             refuse=config.pipeline.admission == "refuse", persist=args.persist_cameras)
@@ -210,9 +215,22 @@ def _check(args: argparse.Namespace) -> int:
     plain["capacity"] = capacity.as_dict()
     if plan.device == GPU:
         plain["gpu"] = gpu_demand(probe_gpu_resources(plan.gpu or ""), capacity.cameras)
+    if config.cluster is not None:
+        from dalistream.cluster.check import cluster_plan, offered_nodes, summary
+        from dalistream.cluster.ray_cluster import JoinError
+
+        try:
+            nodes = offered_nodes(config.cluster.address)
+        except JoinError as exc:
+            log.error("cannot check the cluster", reason=str(exc))
+            return 2
+        plain["cluster_plan"] = cluster_plan(config, plan, nodes)
     print(json.dumps(plain, indent=2, default=str))
     log.info("device plan", device=plan.device, reason=plan.reason)
     (log.info if capacity.verdict == "fits" else log.warning)("capacity plan", verdict=capacity.verdict, summary=capacity.summary())
+    if "cluster_plan" in plain:
+        (log.info if plain["cluster_plan"]["verdict"] == "fits" else log.warning)(
+            "cluster plan", verdict=plain["cluster_plan"]["verdict"], summary=summary(plain["cluster_plan"]))
     return 0
 
 

@@ -279,16 +279,21 @@ class HttpConfig:
 
 @dataclass(frozen=True, slots=True)
 class ClusterConfig:
-    address: str = _doc('Ray cluster to run on: "" starts a local Ray instance in this process; "auto" or "ray://host:10001" (or the GCS "host:port") joins an existing one.', default="")
+    address: str = _doc('Ray cluster to run on: "" starts a local Ray instance in this process; the head\'s GCS "host:port" (as `ray start --head` printed it) or "auto" (the cluster `ray start` runs on this machine) joins an existing one.', default="")
     cpu_workers: int = _doc("Workers that run cameras on CPU cores (one Ray actor each; on the CPU device plan).", default=2)
     worker_cpus: float = _doc("CPU cores each CPU worker reserves in Ray (its capacity in the plan).", default=1.0)
     workers_per_gpu: int = _doc("Workers per GPU on the GPU device plan (each pinned to its GPU share).", default=1)
     rebalance_s: float = _doc("Least time between two rebalancings of running cameras onto workers that came back (0 = never move a running camera).", default=0.0)
     health_timeout_s: float = _doc("A worker whose health does not answer within this long is taken for dead; its cameras move.", default=5.0)
+    gather_output: bool = _doc("Write every worker's records into the coordinator's files (one stream; each camera's records in order across moves) instead of a file set per worker.", default=False)
 
     def validate(self, key: str) -> None:
-        if self.address and self.address != "auto" and not self.address.startswith("ray://") and ":" not in self.address:
-            raise ConfigError(f'{key}.address: expected "", "auto", "ray://host:port" or "host:port", got {self.address!r}')
+        if self.address.startswith("ray://"):
+            raise ConfigError(f"{key}.address: Ray Client addresses (ray://) are not supported: the coordinator reads the "
+                              f"cluster's state, which a Ray Client cannot; give the head's host:port (6379 unless "
+                              f"`ray start --head --port` said otherwise), got {self.address!r}")
+        if self.address and self.address != "auto" and ":" not in self.address:
+            raise ConfigError(f'{key}.address: expected "", "auto" or "host:port", got {self.address!r}')
         _positive(f"{key}.cpu_workers", self.cpu_workers)
         _positive(f"{key}.worker_cpus", self.worker_cpus)
         _positive(f"{key}.workers_per_gpu", self.workers_per_gpu)

@@ -12,7 +12,9 @@ about twice the load. A node that dies is its workers missing from ``workers``.
 
 - :func:`place` keeps every camera on a live worker where it is, and places the others (new, or
   on a worker that died) largest first; a camera that fits nowhere is reported with
-  ``target=None`` and stays unassigned until a later call finds it room.
+  ``target=None`` and stays unassigned until a later call finds it room. A camera whose worker
+  died keeps that worker as its move's ``source`` until it runs again, however many calls later,
+  so wherever it resumes it is a move from there.
 - :func:`add` places one camera (the REST API), or says why no worker can hold it.
 - :func:`rebalance` moves running cameras towards returned or idle workers, under the rule below.
 
@@ -71,8 +73,8 @@ class CameraDemand:
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    """A decision about one camera: ``source`` None means newly placed, ``target`` None means no
-    live worker can hold it (it is unassigned, and reported)."""
+    """A decision about one camera: ``source`` the worker it last ran on (None: it never ran),
+    ``target`` None means no live worker can hold it (it is unassigned, and reported)."""
 
     camera: str
     source: str | None
@@ -81,17 +83,22 @@ class Move:
 
 @dataclass(frozen=True)
 class Placement:
-    """Which worker runs each assigned camera (``assignment``: camera id → worker id) and what
-    each costs (``costs``: camera id → cores). Immutable; the planner returns new ones."""
+    """Which worker runs each assigned camera (``assignment``: camera id → worker id), what
+    each costs (``costs``: camera id → cores), and for unassigned cameras whose worker died the
+    worker they left (``left``: camera id → worker id). Immutable; the planner returns new ones."""
 
     assignment: Mapping[str, str] = field(default_factory=dict)
     costs: Mapping[str, float] = field(default_factory=dict)
+    left: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.assignment.keys() != self.costs.keys():
             raise ValueError("a placement needs the cost of every assigned camera, and no other")
+        if self.assignment.keys() & self.left.keys():
+            raise ValueError("a camera is either assigned or has left a worker, not both")
         object.__setattr__(self, "assignment", MappingProxyType(dict(self.assignment)))
         object.__setattr__(self, "costs", MappingProxyType(dict(self.costs)))
+        object.__setattr__(self, "left", MappingProxyType(dict(self.left)))
 
     def load(self, worker: str) -> float:
         """Cores ``worker``'s cameras cost."""
@@ -115,20 +122,24 @@ def place(placement: Placement, workers: Sequence[WorkerSlot], cameras: Sequence
     it first) or ids repeat."""
     live = _by_id(workers, "worker")
     wanted = _by_id(cameras, "camera")
-    strays = sorted(placement.assignment.keys() - wanted.keys())
+    strays = sorted((placement.assignment.keys() | placement.left.keys()) - wanted.keys())
     if strays:
         raise ValueError(f"the placement holds cameras not in cameras: {', '.join(strays)} (remove them first)")
     kept = {camera: worker for camera, worker in placement.assignment.items() if worker in live}
     costs = {camera: wanted[camera].cost for camera in kept}
+    left = {}
     ledger = _Ledger(live.values(), kept, costs)
     moves = []
     for camera in sorted((camera for camera in cameras if camera.id not in kept), key=lambda camera: (-camera.cost, camera.id)):
         target = ledger.best_target(camera.cost)
-        moves.append(Move(camera.id, placement.assignment.get(camera.id), target))
+        source = placement.assignment.get(camera.id, placement.left.get(camera.id))
+        moves.append(Move(camera.id, source, target))
         if target is not None:
             ledger.put(camera.id, camera.cost, target)
             kept[camera.id], costs[camera.id] = target, camera.cost
-    return Placement(kept, costs), moves
+        elif source is not None:
+            left[camera.id] = source
+    return Placement(kept, costs, left), moves
 
 
 def add(placement: Placement, workers: Sequence[WorkerSlot], camera: CameraDemand) -> tuple[Placement, str | None]:
@@ -140,7 +151,7 @@ def add(placement: Placement, workers: Sequence[WorkerSlot], camera: CameraDeman
     ledger = _Ledger(_by_id(workers, "worker").values(), placement.assignment, placement.costs)
     target = ledger.best_target(camera.cost)
     if target is not None:
-        return Placement({**placement.assignment, camera.id: target}, {**placement.costs, camera.id: camera.cost}), None
+        return Placement({**placement.assignment, camera.id: target}, {**placement.costs, camera.id: camera.cost}, placement.left), None
     if not workers:
         return placement, f"adding {camera.id} needs {camera.cost:.2f} cores; no worker is live"
     roomiest = max(workers, key=lambda worker: (placement.room(worker), worker.id))
@@ -149,10 +160,11 @@ def add(placement: Placement, workers: Sequence[WorkerSlot], camera: CameraDeman
 
 
 def remove(placement: Placement, camera: str) -> Placement:
-    """``placement`` without ``camera``; unchanged when it does not hold it (a camera left
-    unplaced lives in the caller's camera list only)."""
+    """``placement`` without ``camera``; unchanged when it does not hold it (a camera that
+    never ran lives in the caller's camera list only)."""
     return Placement({id_: worker for id_, worker in placement.assignment.items() if id_ != camera},
-                     {id_: cost for id_, cost in placement.costs.items() if id_ != camera})
+                     {id_: cost for id_, cost in placement.costs.items() if id_ != camera},
+                     {id_: worker for id_, worker in placement.left.items() if id_ != camera})
 
 
 def rebalance(
@@ -181,7 +193,7 @@ def rebalance(
         ledger.put(move.camera, ledger.take(move.camera, move.source), move.target)
         assignment[move.camera] = move.target
         moves.append(move)
-    return Placement(assignment, placement.costs), moves
+    return Placement(assignment, placement.costs, placement.left), moves
 
 
 _Identified = TypeVar("_Identified", WorkerSlot, CameraDemand)

@@ -3,7 +3,9 @@ a Ray actor on the cameras the coordinator gives it.
 
 The actor is asynchronous: its methods run on the actor's event loop, the same loop the runtime
 runs on, so adding or removing a camera is the runtime's own ``add_camera`` / ``remove_camera``.
-It writes its own JSON-lines files (``<prefix>-<worker id>-<start>.jsonl``).
+It writes its own JSON-lines files (``<prefix>-<worker id>-<start>.jsonl``), or with
+``cluster.gather_output`` holds its records for the coordinator to take
+(:class:`~dalistream.sinks.relay.RecordRelay`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dalistream.models.arrays import to_host
 from dalistream.pipeline.runtime import Runtime
 from dalistream.pipeline.status import AnalysedFrame
 from dalistream.service.metrics import metrics_registry
+from dalistream.sinks import RecordRelay
 
 
 def worker_config(config: Config, worker: str) -> Config:
@@ -37,8 +40,9 @@ class Worker:
     def __init__(self, worker: str, config: Config) -> None:
         logs.configure(json=config.logging.json, level=config.logging.level)
         self.id = worker
+        self._relay = RecordRelay() if config.cluster.gather_output else None
         # Sized to the cores it reserved in Ray, not to the node's (Ray sets no affinity).
-        self._runtime = Runtime(worker_config(config, worker), cores=max(1, round(config.cluster.worker_cpus)))
+        self._runtime = Runtime(worker_config(config, worker), cores=max(1, round(config.cluster.worker_cpus)), writer=self._relay)
         self._registry = metrics_registry(self._runtime)
         self._stop = asyncio.Event()
         self._running: asyncio.Task[None] | None = None
@@ -81,6 +85,10 @@ class Worker:
             "files": [str(path) for path in runtime.output_paths],
         }
 
+    async def take_records(self) -> list[dict[str, Any]]:
+        """The records written since the last call, in order (none without ``gather_output``)."""
+        return [] if self._relay is None else self._relay.take()
+
     async def latest_frame(self, camera: str) -> AnalysedFrame | None:
         """``camera``'s last analysed frame, for the coordinator's snapshots, its image on the host:
         Ray would pickle a CuPy image by copying it to the host anyway, and the coordinator
@@ -93,13 +101,14 @@ class Worker:
         return generate_latest(self._registry)
 
     async def stop(self) -> dict[str, Any]:
-        """Flush and stop; returns what was written and lost, and the files."""
+        """Flush and stop; returns what was written and lost, the files, and the records not
+        yet taken."""
         self._stop.set()
         if self._running is not None:
             await self._running
         runtime = self._runtime
         return {"output": {"records_written": runtime.records_written, "records_lost": runtime.records_lost},
-                "files": [str(path) for path in runtime.output_paths]}
+                "files": [str(path) for path in runtime.output_paths], "records": await self.take_records()}
 
     def _check(self) -> None:
         if self._running is not None and self._running.done():

@@ -41,7 +41,7 @@ from dalistream.pipeline.capacity import available_cores
 from dalistream.engine.shape import InferenceShape, inference_shape
 from dalistream.pipeline.status import AnalysedFrame, CameraStatus, StatusView
 from dalistream.pipeline.units import Put, UnitQueue
-from dalistream.sinks import output_writer
+from dalistream.sinks import RecordRelay, RecordWriter, output_writer
 
 log = structlog.get_logger(__name__)
 
@@ -135,10 +135,12 @@ class Runtime:
     never wait for that.
 
     ``plan`` defaults to :func:`preflight`'s, which also refuses what cannot run here; ``cores``
-    (what decode threads and CPU inference are sized to) to the cores this process may use.
+    (what decode threads and CPU inference are sized to) to the cores this process may use;
+    ``writer`` (where records go) to the ``[output]`` files.
     """
 
-    def __init__(self, config: Config, plan: DevicePlan | None = None, cores: int | None = None) -> None:
+    def __init__(self, config: Config, plan: DevicePlan | None = None, cores: int | None = None,
+                 writer: RecordWriter | RecordRelay | None = None) -> None:
         self.plan = plan if plan is not None else preflight(config)
         self.config = config
         self.cores = cores or available_cores()
@@ -153,7 +155,7 @@ class Runtime:
         self._batcher: Batcher[SampledFrame] = Batcher(
             self.shape.max_batch, config.pipeline.max_wait_ms / 1e3, config.pipeline.queue_frames
         )
-        self._writer = output_writer(config.output)
+        self._writer = writer if writer is not None else output_writer(config.output)
         self._wake = asyncio.Event()  # frames were queued for batching
         self._taken = asyncio.Event()  # a batch was taken: lossless cameras may push again
         self._written = asyncio.Event()  # a batch's records were written

@@ -111,16 +111,20 @@ def test_unplaceable_cameras_are_reported_every_time_and_placed_when_a_worker_re
     assert back.assignment["cam02"] == "c"
 
 
-def test_a_failed_over_camera_without_room_leaves_its_dead_worker_as_source():
+def test_a_failed_over_camera_without_room_is_a_move_from_its_dead_worker_wherever_it_resumes():
     workers = [WorkerSlot("a", 1.0), WorkerSlot("b", 1.0)]
     demands = cameras(2, 0.6)
     placement, _ = place(EMPTY, workers, demands)
     orphan = placement.cameras_of("b")[0]
     failed_over, moves = place(placement, workers[:1], demands)
     assert moves == [Move(orphan, "b", None)]
-    assert orphan not in failed_over.assignment
-    _, moves = place(failed_over, workers, demands)
-    assert moves == [Move(orphan, None, "b")]
+    assert orphan not in failed_over.assignment and failed_over.left == {orphan: "b"}
+    still, moves = place(failed_over, workers[:1], demands)  # calls later, still no room: still from b
+    assert moves == [Move(orphan, "b", None)] and still == failed_over
+    resumed, moves = place(still, [workers[0], WorkerSlot("c", 1.0)], demands)
+    assert moves == [Move(orphan, "b", "c")]
+    assert resumed.assignment[orphan] == "c" and resumed.left == {}
+    assert remove(still, orphan).left == {}
 
 
 def test_costs_of_running_cameras_follow_the_camera_list_without_moving_them():
@@ -275,7 +279,7 @@ def check_placed(placement: Placement, moves: list[Move], workers: list[WorkerSl
     assert unplaced | set(placement.assignment) == {camera.id for camera in demands}
     again, moves = place(placement, workers, demands)
     assert again == placement
-    assert all(move.source is None and move.target is None for move in moves)
+    assert all(move.source == placement.left.get(move.camera) and move.target is None for move in moves)
     assert {move.camera for move in moves} == unplaced
 
 

@@ -88,11 +88,13 @@ def test_redact_url_hides_only_the_password():
 
 def test_cluster_table_is_optional_and_validated():
     assert from_mapping({"camera": [CAMERA]}).cluster is None
-    cluster = from_mapping({"cluster": {"address": "ray://head:10001", "cpu_workers": 3}, "camera": [CAMERA]}).cluster
-    assert (cluster.address, cluster.cpu_workers, cluster.worker_cpus, cluster.rebalance_s) == ("ray://head:10001", 3, 1.0, 0.0)
+    cluster = from_mapping({"cluster": {"address": "head:6379", "cpu_workers": 3}, "camera": [CAMERA]}).cluster
+    assert (cluster.address, cluster.cpu_workers, cluster.worker_cpus, cluster.rebalance_s) == ("head:6379", 3, 1.0, 0.0)
+    assert not cluster.gather_output
     assert from_mapping({"cluster": {}, "camera": [CAMERA]}).cluster.address == ""  # an empty table: a local Ray instance
     for table, key in [({"cpu_workers": 0}, "cluster.cpu_workers"), ({"address": "head"}, "cluster.address"),
                        ({"rebalance_s": -1}, "cluster.rebalance_s"), ({"workers": 2}, "cluster.workers"),
-                       ({"worker_cpus": "2"}, "cluster.worker_cpus")]:
+                       ({"worker_cpus": "2"}, "cluster.worker_cpus"), ({"address": "ray://head:10001"}, "cluster.address"),
+                       ({"gather_output": "yes"}, "cluster.gather_output")]:
         with pytest.raises(ConfigError, match=rf"^{re.escape(key)}"):
             from_mapping({"cluster": table, "camera": [CAMERA]})
