@@ -100,6 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
     from dalistream.pipeline.preflight import preflight
     from dalistream.pipeline.runtime import Runtime
     from dalistream.service.control import CameraControl, capacity_admission, state_file, with_persisted_cameras
+    from dalistream.service.health import publish_stats
     from dalistream.service.http import HttpService
     from dalistream.service.metrics import metrics_registry
 
@@ -142,10 +143,13 @@ def _serve(args: argparse.Namespace) -> int:
         http = HttpService(runtime, control, config.http, registry, workers) if config.http.listen else None
         if http is not None:
             await http.start()
+        stats = None if config.mqtt is None else asyncio.create_task(publish_stats(runtime, config.mqtt.stats_interval_s, workers))
         log.info("running", cameras=len(config.camera), output=str(config.output.dir))
         try:
             await runtime.run(stop)
         finally:
+            if stats is not None:
+                stats.cancel()
             if http is not None:
                 await http.stop()
 
