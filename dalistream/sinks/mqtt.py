@@ -65,14 +65,15 @@ def topic_of(record: Mapping[str, Any], prefix: str) -> str:
 
 
 def describe(error: BaseException, *, connected: bool) -> str:
-    """A failed connection attempt (``connected`` False) or a lost connection, in words; the
-    broker's refusal reads e.g. ``[code:5] Connection refused: Not authorised``. No credentials:
-    aiomqtt's and paho's messages hold none."""
+    """A failed connection attempt (``connected`` False) or a lost connection, in words, e.g.
+    ``the broker refused the connection: [code:135] Not authorized``. No credentials: aiomqtt's
+    and paho's messages hold none."""
+    if connected:  # aiomqtt's "Disconnected during message iteration" is about our watcher; paho's cause says why
+        return f"connection lost: {error.__cause__ or error}"
     text = str(error) or type(error).__name__
-    cause = error.__cause__
-    if cause is not None and str(cause) and str(cause) not in text:
-        text = f"{text}: {cause}"
-    return f"connection lost: {text}" if connected else f"cannot connect: {text}"
+    if isinstance(error, aiomqtt.MqttCodeError):  # while connecting: only the broker's CONNACK carries a code
+        return f"the broker refused the connection: {text}"
+    return f"cannot connect: {text}"
 
 
 class MqttSink:

@@ -56,7 +56,8 @@ class Outbox:
             return len(self._waiting) + len(self._in_flight)
 
     def put(self, items: Iterable[tuple[str, Any, bool]], now: float, *, first: bool = False) -> None:
-        """Queue ``(topic, body, retain)`` items (``first``: ahead of all that wait)."""
+        """Queue ``(topic, body, retain)`` items; ``first``: one ahead of all that wait, pushing
+        none out (an ``mqtt_gap`` event must not cost a message it is about)."""
         with self._lock:
             messages = []
             for topic, body, retain in items:
@@ -66,7 +67,7 @@ class Outbox:
                 self._waiting.extendleft(reversed(messages))
             else:
                 self._waiting.extend(messages)
-            self._trim(now)
+                self._trim(now)
 
     def take(self) -> Message | None:
         """The next message (now in flight), or None when none waits."""
