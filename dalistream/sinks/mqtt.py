@@ -108,6 +108,7 @@ class MqttSink:
         self._wake: asyncio.Event | None = None  # messages were put
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()  # the loop and its events exist
+        self._idle = True  # the pump waits for messages: submit() wakes it
         self._deadline = math.inf  # monotonic time by which close() must be done
         self._snapshots: dict[str, tuple[Path, float]] = {}  # topic → (crop file, monotonic deadline)
         self.connected = False
@@ -141,7 +142,8 @@ class MqttSink:
         ]
         if items:
             self._outbox.put(items, self._clock())
-            self._poke(self._wake)
+            if self._idle:
+                self._poke(self._wake)
 
     def stats(self, summary: Mapping[str, Any]) -> None:
         """Publish ``summary`` (the ``/health`` JSON) to ``<prefix>/stats``."""
@@ -230,21 +232,27 @@ class MqttSink:
         log.info("mqtt connected", url=self._config.url, client_id=client.identifier)
         if (gap := self._outbox.connected(self._clock())) is not None:
             self._gap_closed(gap, publish=True)
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # a publish raised
+        publishing: set[asyncio.Task[None]] = set()
         watch = asyncio.create_task(self._watch(client), name="mqtt-watch")
-        senders = [asyncio.create_task(self._send(client), name="mqtt-send") for _ in range(IN_FLIGHT)]
+        pump = asyncio.create_task(self._pump(client, publishing, failed), name="mqtt-pump")
         stop = asyncio.create_task(self._stop.wait(), name="mqtt-stop")
         try:
-            done, _ = await asyncio.wait([watch, stop, *senders], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([watch, stop, pump, failed], return_when=asyncio.FIRST_COMPLETED)
             for task in done - {stop}:
                 task.result()  # a lost connection raises MqttError
-            while len(self._outbox) and time.monotonic() < self._deadline and not watch.done():
+            while len(self._outbox) and time.monotonic() < self._deadline and not watch.done() and not failed.done():
                 await asyncio.sleep(0.02)
-            if watch.done():
-                watch.result()
+            for task in (watch, failed):
+                if task.done():
+                    task.result()
         finally:
-            for task in (watch, stop, *senders):
+            tasks = [watch, pump, stop, *publishing]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(watch, stop, *senders, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not failed.done():
+                failed.cancel()
         if self._availability:
             await client.publish(self.available_topic, b"offline", self._config.qos, retain=True)
 
@@ -253,22 +261,38 @@ class MqttSink:
         async for _ in client.messages:
             pass
 
-    async def _send(self, client: aiomqtt.Client) -> None:
-        """Publish messages as they come, one at a time (``IN_FLIGHT`` of these run at once; each
-        hands its message to paho at once, so the broker gets them in order)."""
+    async def _pump(self, client: aiomqtt.Client, publishing: set[asyncio.Task[None]], failed: asyncio.Future[None]) -> None:
+        """Take messages in order and publish each in a task of its own, ``IN_FLIGHT`` at most
+        awaiting their acknowledgements (each hands its message to paho as it starts, in order)."""
         assert self._wake is not None
+        room = asyncio.Semaphore(IN_FLIGHT)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            publishing.discard(task)
+            room.release()
+            if not task.cancelled() and task.exception() is not None and not failed.done():
+                failed.set_exception(task.exception())
+
         while True:
             message = self._outbox.take()
             if message is None:
                 if (gap := self._outbox.settle(self._clock())) is not None:
                     self._gap_closed(gap, publish=True)
+                    continue
+                self._idle = True  # submit() wakes the pump only while it waits
                 self._wake.clear()
                 if (message := self._outbox.take()) is None:
                     await self._wake.wait()
+                    self._idle = False
                     continue
-            payload = self._payload(message)
-            if payload is None:
-                continue
+                self._idle = False
+            await room.acquire()
+            task = asyncio.create_task(self._publish(client, message), name="mqtt-publish")
+            publishing.add(task)
+            task.add_done_callback(finished)
+
+    async def _publish(self, client: aiomqtt.Client, message: Message) -> None:
+        if (payload := self._payload(message)) is not None:
             await client.publish(message.topic, payload, self._config.qos, retain=message.retain, timeout=math.inf)
             self._outbox.done(message)
 
@@ -282,6 +306,8 @@ class MqttSink:
             except OSError as exc:
                 self._outbox.lose(message, self._clock(), f"face crop unreadable: {exc.strerror or exc}")
                 log.warning("face snapshot not published: its crop is unreadable", crop=str(body), error=str(exc))
+                if self._wake is not None:
+                    self._wake.set()  # the pump settles the gap this opened once nothing waits
                 return None
         if body.get("event") == "face_left" and body.get("crop"):
             self._snapshot(body)

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,13 +28,20 @@ from dalistream.service.health import health
 from dalistream.service.metrics import metrics_registry
 from dalistream.sinks import mqtt as mqtt_module
 from dalistream.sinks.mqtt import MqttSink
+from conftest import require
+from dalistream.tools.broker import MOSQUITTO, Mosquitto, Subscriber
 from dalistream.tools.demo import demo_config
-from mosquitto import Mosquitto, Subscriber
 
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "dalistream", "Broker-s3cret!"
 PASSWORD_ENV = "TEST_BROKER_PASSWORD"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def mosquitto_installed() -> None:
+    require(Path(MOSQUITTO).is_file() and shutil.which("openssl") is not None,
+            "mosquitto or openssl missing: run scripts/setup.sh --test")
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +253,7 @@ def test_a_face_left_crop_is_the_retained_snapshot(broker, tmp_path, monkeypatch
     sink.close(2.0)
     assert late.received() == [("dalistream/cam0/face/snapshot", jpeg, True)]
     state = sink.state()
-    assert (state.sent, state.dropped) == (4, 1)  # online, two events, one snapshot; the missing crop counted
+    assert (state.sent, state.dropped) == (4, 1)  # two events, one snapshot, the mqtt_gap of the missing crop (counted)
     (gap,) = [event for event in emitted if event["event"] == "mqtt_gap"]
     assert gap["messages_dropped"] == 1 and "face crop unreadable" in gap["reason"]
 

@@ -1,4 +1,5 @@
-"""A real MQTT broker for the tests (Debian's ``mosquitto``) on a free port, and a subscriber.
+"""A local MQTT broker (Debian's ``mosquitto``, as a child process on a free port) and a
+subscriber, for the tests and the MQTT measurements (``scripts/mqtt_cost.py``, ``scripts/mqtt_soak.py``).
 
 :class:`Mosquitto` writes its own config under a folder of its own: a listener on 127.0.0.1
 (TLS with ``tls``), a password file with ``user``, persistence (sessions and queued messages
@@ -25,9 +26,11 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import require
-
 MOSQUITTO = "/usr/sbin/mosquitto"
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be set up or started."""
 
 
 def free_port() -> int:
@@ -38,7 +41,8 @@ def free_port() -> int:
 
 def tls_files(folder: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key, made with Debian's openssl."""
-    require(shutil.which("openssl") is not None, "openssl missing: apt-get install openssl")
+    if shutil.which("openssl") is None:
+        raise BrokerError("openssl missing: apt-get install openssl")
     cert, key = folder / "broker-cert.pem", folder / "broker-key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
@@ -49,10 +53,12 @@ def tls_files(folder: Path) -> tuple[Path, Path]:
 
 
 class Mosquitto:
-    """One broker (see the module docstring); ``user``: (name, password) required to connect."""
+    """One broker (see the module docstring); ``user``: (name, password) required to connect (a
+    test password: it goes through ``mosquitto_passwd``'s command line)."""
 
     def __init__(self, folder: Path, *, user: tuple[str, str] | None = None, tls: bool = False) -> None:
-        require(Path(MOSQUITTO).is_file(), "mosquitto missing: run scripts/setup.sh --test")
+        if not Path(MOSQUITTO).is_file():
+            raise BrokerError("mosquitto missing: run scripts/setup.sh --test (or apt-get install mosquitto)")
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -82,13 +88,17 @@ class Mosquitto:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self._process.stderr.read().decode()}")
+                raise BrokerError(f"mosquitto exited: {self._process.stderr.read().decode()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return self
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("mosquitto did not listen within 10 s")
+        raise BrokerError("mosquitto did not listen within 10 s")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """SIGTERM: a clean stop (sessions saved); SIGKILL: killed."""
@@ -124,7 +134,7 @@ class Subscriber:
         client.connect("127.0.0.1", broker.port, keepalive=5)
         client.loop_start()
         if not self._subscribed.wait(10):
-            raise RuntimeError("the subscriber did not subscribe within 10 s")
+            raise BrokerError("the subscriber did not subscribe within 10 s")
 
     def _message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
         with self._lock:
