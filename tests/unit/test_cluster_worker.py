@@ -43,3 +43,12 @@ def test_a_worker_publishes_under_its_own_client_id() -> None:
     assert worker_config(named, "w2").mqtt.client_id == "site-a-w2"
     anonymous = from_mapping({"mqtt": {}, "cluster": {}, "camera": [camera]})
     assert worker_config(anonymous, "w2").mqtt.client_id == ""  # random per connection, unique anyway
+
+
+def test_gathered_records_are_published_by_the_coordinator_alone() -> None:
+    from dalistream.cluster.worker import worker_config
+    from dalistream.config import from_mapping
+
+    gathered = from_mapping({"mqtt": {"client_id": "site-a"}, "cluster": {"gather_output": True},
+                             "camera": [{"id": "cam0", "url": "rtsp://127.0.0.1/x"}]})
+    assert worker_config(gathered, "w1").mqtt is None
