@@ -177,6 +177,8 @@ class CameraConfig:
         if self.expect_size != (0, 0) and min(self.expect_size) < 1:
             raise ConfigError(f"{key}.expect_size: [width, height] both > 0, or [0, 0] for unknown; got {list(self.expect_size)}")
         _at_least(f"{key}.expect_fps", self.expect_fps, 0)
+        if any(c in self.id for c in "/+#\0"):  # a level of MQTT topic names
+            raise ConfigError(f"{key}.id: must not hold '/', '+', '#' or NUL, got {self.id!r}")
         parts = urlsplit(self.url)
         if parts.scheme == "file":
             if parts.netloc not in ("", "localhost") or not parts.path:
@@ -301,6 +303,75 @@ class ClusterConfig:
         _positive(f"{key}.health_timeout_s", self.health_timeout_s)
 
 
+MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883}  # IANA
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    url: str = _doc("Broker: mqtt://host[:port] (default port 1883) or mqtts://host[:port] (TLS, default 8883). No credentials in it: use `username` and `password_env`.", default="mqtt://127.0.0.1:1883")
+    username: str = _doc("User name for the broker (\"\" = connect anonymously).", default="")
+    password_env: str = _doc("Name of the environment variable holding the broker password. Passwords are never read from this file.", default="")
+    client_id: str = _doc('MQTT client id ("" = a random one each connection); a cluster worker appends "-<worker>".', default="")
+    topic_prefix: str = _doc("First level(s) of every topic: <prefix>/available, <prefix>/<camera>/events, ….", default="dalistream")
+    qos: int = _doc("QoS of every message: 0 (at most once) or 1 (at least once: held and sent again until the broker acknowledges it).", default=1)
+    publish_detections: bool = _doc("Also publish every detections record to <prefix>/<camera>/detections (one message per analysed frame).", default=False)
+    buffer_messages: int = _doc("Messages held while the broker is away or slow; beyond it the oldest are dropped (counted, and said in an mqtt_gap event).", default=10_000)
+    stats_interval_s: float = _doc("How often the /health summary is published to <prefix>/stats.", default=60.0)
+    backoff_cap_s: float = _doc("Longest delay between connection attempts (they start at 0.5 s and double, jittered).", default=30.0)
+    tls_verify: bool = _doc("mqtts:// only: check the broker's certificate and host name.", default=True)
+    tls_ca_file: str = _doc('mqtts:// only: PEM file of CA certificates to trust ("" = the system\'s).', default="")
+
+    @property
+    def address(self) -> tuple[str, int, bool]:
+        """(host, port, tls) of ``url``."""
+        parts = urlsplit(self.url)
+        return parts.hostname or "", parts.port or MQTT_PORTS[parts.scheme], parts.scheme == "mqtts"
+
+    def password(self) -> str | None:
+        """The password from ``password_env`` (None without one); :class:`ConfigError` when the
+        variable is unset."""
+        if not self.password_env:
+            return None
+        password = os.environ.get(self.password_env)
+        if password is None:
+            raise ConfigError(f"mqtt.password_env: environment variable {self.password_env} is not set")
+        return password
+
+    def validate(self, key: str) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in MQTT_PORTS or not parts.hostname or parts.path not in ("", "/") or parts.query:
+            raise ConfigError(f"{key}.url: must be mqtt://host[:port] or mqtts://host[:port], got {self.url!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(f"{key}.url: no credentials in the URL; use {key}.username and {key}.password_env")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError(f"{key}.url: invalid port") from exc
+        if port == 0:
+            raise ConfigError(f"{key}.url: port 0 is not a port a broker listens on")
+        if self.password_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.password_env):
+            raise ConfigError(f"{key}.password_env: must be an environment variable name, got {self.password_env!r}")
+        if self.password_env and not self.username:
+            raise ConfigError(f"{key}.password_env: needs {key}.username")
+        self.password()
+        prefix = self.topic_prefix
+        for bad, name in (("+", "'+'"), ("#", "'#'"), ("\0", "NUL")):
+            if bad in prefix:
+                raise ConfigError(f"{key}.topic_prefix: must not hold {name} (MQTT wildcards and NUL are not allowed in a topic name), got {prefix!r}")
+        if not prefix or prefix.startswith(("/", "$")) or prefix.endswith("/") or "//" in prefix:
+            raise ConfigError(f"{key}.topic_prefix: must be non-empty topic levels without a leading '$' or empty levels, got {prefix!r}")
+        if self.qos not in (0, 1):
+            raise ConfigError(f"{key}.qos: must be 0 or 1, got {self.qos}")
+        _positive(f"{key}.buffer_messages", self.buffer_messages)
+        _positive(f"{key}.stats_interval_s", self.stats_interval_s)
+        _at_least(f"{key}.backoff_cap_s", self.backoff_cap_s, 0.5)
+        if self.tls_ca_file:
+            if parts.scheme != "mqtts":
+                raise ConfigError(f"{key}.tls_ca_file: only used with mqtts:// URLs")
+            if not Path(self.tls_ca_file).is_file():
+                raise ConfigError(f"{key}.tls_ca_file: no such file {self.tls_ca_file!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
@@ -309,6 +380,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     cluster: ClusterConfig | None = _doc("Present: the cameras run on workers of a Ray cluster (see README, Cluster mode).", default=None)
+    mqtt: MqttConfig | None = _doc("Present: records are also published to an MQTT broker (see README, MQTT).", default=None)
     camera: tuple[CameraConfig, ...] = ()
 
     def validate(self) -> None:
@@ -319,6 +391,8 @@ class Config:
         self.http.validate("http")
         if self.cluster is not None:
             self.cluster.validate("cluster")
+        if self.mqtt is not None:
+            self.mqtt.validate("mqtt")
         if not self.camera:
             raise ConfigError("camera: at least one [[camera]] table is required")
         seen: set[str] = set()

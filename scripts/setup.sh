@@ -14,6 +14,7 @@ APT_PACKAGES=(
 TEST_APT_PACKAGES=(
     chromium fonts-dejavu-core  # the status page test: a real headless browser, and a font
     gcc binutils  # the PyNvVideoCodec conformance test loads the real bindings against a driver stand-in
+    mosquitto  # the MQTT sink's tests: a real broker, started by the tests on free ports
 )
 PYNVVIDEOCODEC=2.2.4  # the bindings the NVDEC source and its stand-in follow (pyproject: pynvvideocodec>=2.2,<3)
 [ "${1:-}" = "--test" ] && APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}")

@@ -44,7 +44,8 @@ from dalistream.device import GPU, DevicePlan
 from dalistream.pipeline import capacity
 from dalistream.pipeline.runtime import CameraExists, CameraReport, LOSS_KEYS
 from dalistream.pipeline.status import UNPLACED, AnalysedFrame, CameraStatus
-from dalistream.sinks import output_writer
+from dalistream.service.metrics import mqtt_metrics
+from dalistream.sinks import Sink, SinkState, mqtt_sink, output_writer
 
 from . import planner, ray_cluster, resources
 from .workers import PENDING, READY, STARTING, WorkerHandle, Workers
@@ -77,6 +78,8 @@ class Coordinator:
         self._pending: set[asyncio.Task[Any]] = set()  # camera adds and moves in flight
         self._running = False
         self._writer = output_writer(config.output, f"{config.output.prefix}-coordinator")
+        self._mqtt = mqtt_sink(config.mqtt, config.output.dir, self._writer.submit)  # its events, stats, availability
+        self._sinks: list[Sink] = [self._writer, *([self._mqtt] if self._mqtt is not None else [])]
         self.registry = CollectorRegistry()
         self.registry.register(_ClusterCollector(self))
         ProcessCollector(namespace="dalistream_coordinator", registry=self.registry)
@@ -115,6 +118,17 @@ class Coordinator:
     def output_paths(self) -> list[Path]:
         """The coordinator's files and every worker's (lost ones' included)."""
         return [*self._writer.paths, *sorted(self._files)]
+
+    def sink_states(self) -> list[SinkState]:
+        """The coordinator's sinks, then each worker's (named ``<worker>/<sink>``)."""
+        states = [sink.state() for sink in self._sinks]
+        for worker in self._workers:
+            states += [dataclasses.replace(state, name=f"{worker.id}/{state.name}") for state in worker.health.get("sinks", [])]
+        return states
+
+    def publish_stats(self, summary: dict[str, Any]) -> None:
+        if self._mqtt is not None:
+            self._mqtt.stats(summary)
 
     def cameras(self) -> list[CameraConfig]:
         return list(self._cameras.values())
@@ -197,7 +211,8 @@ class Coordinator:
         log.info("ray cluster", address=self._cluster.address or "local", resources=ray.cluster_resources())
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._writer.start()
+        for sink in self._sinks:
+            sink.start()
         self._running = True
         stopped = asyncio.create_task(stop.wait(), name="stop")
         try:
@@ -219,7 +234,8 @@ class Coordinator:
             await self._workers.stop(self._stopped)
             self._event(None, "stopped", analysed=self.analysed())
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self._writer.close, OUTPUT_CLOSE_S)
+            for sink in reversed(self._sinks):  # the files last: the others report into them
+                await loop.run_in_executor(None, sink.close, OUTPUT_CLOSE_S)
             await loop.run_in_executor(None, ray.shutdown)
 
     async def _tick(self) -> None:
@@ -268,9 +284,11 @@ class Coordinator:
         self._gather(worker, health.get("records", []))
 
     def _gather(self, worker: WorkerHandle, taken: Iterable[Mapping[str, Any]]) -> None:
-        """Write a worker's records into the coordinator's files; its own events (no camera)
-        say which worker they are from."""
-        self._writer.submit(record if record["camera"] is not None else {**record, "worker": worker.id} for record in taken)
+        """Write a worker's records into the coordinator's files (and publish them, with
+        ``[mqtt]``); its own events (no camera) say which worker they are from."""
+        batch = [record if record["camera"] is not None else {**record, "worker": worker.id} for record in taken]
+        for sink in self._sinks:  # the files, and the broker: published where they are written
+            sink.submit(batch)
 
     def _lose(self, worker: WorkerHandle, error: BaseException) -> None:
         reason = "its health did not answer" if isinstance(error, TimeoutError) else ray_cluster.failure_reason(error)
@@ -349,7 +367,9 @@ class Coordinator:
         task.add_done_callback(done)
 
     def _event(self, camera: str | None, event: str, **fields: Any) -> None:
-        self._writer.submit([records.event(camera=camera, event=event, wallclock=time.time(), **fields)])
+        record = records.event(camera=camera, event=event, wallclock=time.time(), **fields)
+        for sink in self._sinks:
+            sink.submit([record])
 
     async def _wanted_workers(self) -> int:
         if self.plan.device == GPU:
@@ -369,7 +389,8 @@ class Coordinator:
 
 class _ClusterCollector(Collector):
     """``/metrics`` for the whole cluster: every ready worker's metrics as it last reported
-    them, each sample labelled with its ``worker``, and the coordinator's own."""
+    them, each sample labelled with its ``worker``, and the coordinator's own (its MQTT sink's
+    labelled ``worker="coordinator"``)."""
 
     def __init__(self, coordinator: Coordinator) -> None:
         self._coordinator = coordinator
@@ -378,11 +399,13 @@ class _ClusterCollector(Collector):
         coordinator = self._coordinator
         workers = list(coordinator._workers)
         families: dict[str, Metric] = {}
-        for worker in workers:
-            for family in text_string_to_metric_families(worker.metrics.decode()):
+        sources = [(w.id, text_string_to_metric_families(w.metrics.decode())) for w in workers]
+        sources.append(("coordinator", mqtt_metrics([sink.state() for sink in coordinator._sinks])))
+        for worker, metrics in sources:
+            for family in metrics:
                 merged = families.setdefault(family.name, Metric(family.name, family.documentation, family.type, family.unit))
                 for sample in family.samples:
-                    merged.add_sample(sample.name, {**sample.labels, "worker": worker.id}, sample.value, sample.timestamp)
+                    merged.add_sample(sample.name, {**sample.labels, "worker": worker}, sample.value, sample.timestamp)
         yield from families.values()
         yield GaugeMetricFamily("dalistream_cluster_workers", "Cluster workers ready.", value=sum(w.state == READY for w in workers))
         yield GaugeMetricFamily("dalistream_cluster_workers_pending", "Cluster workers Ray cannot place (see /health).",

@@ -3,9 +3,11 @@ a Ray actor on the cameras the coordinator gives it.
 
 The actor is asynchronous: its methods run on the actor's event loop, the same loop the runtime
 runs on, so adding or removing a camera is the runtime's own ``add_camera`` / ``remove_camera``.
-It writes its own JSON-lines files (``<prefix>-<worker id>-<start>.jsonl``), or with
-``cluster.gather_output`` holds its records for the coordinator to take
-(:class:`~dalistream.sinks.relay.RecordRelay`).
+It writes its own JSON-lines files (``<prefix>-<worker id>-<start>.jsonl``) and, with
+``[mqtt]``, publishes its own records (its client id, when set, ends in ``-<worker id>``; the
+coordinator owns ``<prefix>/available`` and ``<prefix>/stats``). With ``cluster.gather_output``
+it holds its records for the coordinator to take (:class:`~dalistream.sinks.relay.RecordRelay`)
+instead, and the coordinator, which writes them, publishes them too.
 """
 
 from __future__ import annotations
@@ -29,9 +31,16 @@ from dalistream.sinks import RecordRelay
 
 def worker_config(config: Config, worker: str) -> Config:
     """``config`` as one worker runs it: no cameras yet (the coordinator adds them), its own
-    output files, no HTTP server and no cluster of its own."""
+    output files and MQTT client id (no MQTT when the coordinator gathers and publishes its
+    records), no HTTP server and no cluster of its own."""
     output = dataclasses.replace(config.output, prefix=f"{config.output.prefix}-{worker}")
-    return dataclasses.replace(config, camera=(), output=output, http=dataclasses.replace(config.http, listen=""), cluster=None)
+    mqtt = config.mqtt
+    if config.cluster is not None and config.cluster.gather_output:
+        mqtt = None
+    elif mqtt is not None and mqtt.client_id:
+        mqtt = dataclasses.replace(mqtt, client_id=f"{mqtt.client_id}-{worker}")
+    return dataclasses.replace(config, camera=(), output=output, http=dataclasses.replace(config.http, listen=""),
+                               cluster=None, mqtt=mqtt)
 
 
 class Worker:
@@ -42,7 +51,8 @@ class Worker:
         self.id = worker
         self._relay = RecordRelay() if config.cluster.gather_output else None
         # Sized to the cores it reserved in Ray, not to the node's (Ray sets no affinity).
-        self._runtime = Runtime(worker_config(config, worker), cores=max(1, round(config.cluster.worker_cpus)), writer=self._relay)
+        self._runtime = Runtime(worker_config(config, worker), cores=max(1, round(config.cluster.worker_cpus)), writer=self._relay,
+                                mqtt_availability=False)
         self._registry = metrics_registry(self._runtime)
         self._stop = asyncio.Event()
         self._running: asyncio.Task[None] | None = None
@@ -83,6 +93,7 @@ class Worker:
             "output": {"records_written": runtime.records_written, "records_lost": runtime.records_lost,
                        "problem": runtime.output_problem, "failed": runtime.output_failed},
             "files": [str(path) for path in runtime.output_paths],
+            "sinks": runtime.sink_states(),
         }
 
     async def take_records(self) -> list[dict[str, Any]]:

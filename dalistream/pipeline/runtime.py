@@ -41,7 +41,7 @@ from dalistream.pipeline.capacity import available_cores
 from dalistream.engine.shape import InferenceShape, inference_shape
 from dalistream.pipeline.status import AnalysedFrame, CameraStatus, StatusView
 from dalistream.pipeline.units import Put, UnitQueue
-from dalistream.sinks import RecordRelay, RecordWriter, output_writer
+from dalistream.sinks import RecordRelay, RecordWriter, Sink, SinkState, mqtt_sink, output_writer
 
 log = structlog.get_logger(__name__)
 
@@ -136,11 +136,13 @@ class Runtime:
 
     ``plan`` defaults to :func:`preflight`'s, which also refuses what cannot run here; ``cores``
     (what decode threads and CPU inference are sized to) to the cores this process may use;
-    ``writer`` (where records go) to the ``[output]`` files.
+    ``writer`` (where records go) to the ``[output]`` files. Records go to the sinks: that
+    writer, and the broker with ``[mqtt]`` (``mqtt_availability``: this process owns the
+    broker's ``available`` topic; a cluster worker does not).
     """
 
     def __init__(self, config: Config, plan: DevicePlan | None = None, cores: int | None = None,
-                 writer: RecordWriter | RecordRelay | None = None) -> None:
+                 writer: RecordWriter | RecordRelay | None = None, *, mqtt_availability: bool = True) -> None:
         self.plan = plan if plan is not None else preflight(config)
         self.config = config
         self.cores = cores or available_cores()
@@ -156,6 +158,8 @@ class Runtime:
             self.shape.max_batch, config.pipeline.max_wait_ms / 1e3, config.pipeline.queue_frames
         )
         self._writer = writer if writer is not None else output_writer(config.output)
+        self._mqtt = mqtt_sink(config.mqtt, config.output.dir, self._writer.submit, availability=mqtt_availability)
+        self._sinks: list[Sink] = [self._writer, *([self._mqtt] if self._mqtt is not None else [])]
         self._wake = asyncio.Event()  # frames were queued for batching
         self._taken = asyncio.Event()  # a batch was taken: lossless cameras may push again
         self._written = asyncio.Event()  # a batch's records were written
@@ -200,6 +204,15 @@ class Runtime:
     def output_queued(self) -> int:
         """Records waiting for the disk."""
         return self._writer.queued
+
+    def sink_states(self) -> list[SinkState]:
+        """Every sink's state (the files first)."""
+        return [sink.state() for sink in self._sinks]
+
+    def publish_stats(self, summary: dict[str, Any]) -> None:
+        """Publish ``summary`` (the ``/health`` JSON) to the broker's stats topic, with ``[mqtt]``."""
+        if self._mqtt is not None:
+            self._mqtt.stats(summary)
 
     @property
     def batch_queued(self) -> int:
@@ -388,7 +401,8 @@ class Runtime:
                 *(loop.run_in_executor(infer_pool, self._detector) for _ in range(self.shape.detectors))
             )
             log.info("detectors ready", detectors=len(detectors), workers=self.shape.workers, **device_memory(self.plan.device))
-            self._writer.start()
+            for sink in self._sinks:
+                sink.start()
             self._decode_pool = decode_pool
             for state in self._cameras.values():
                 self._launch(state)
@@ -425,7 +439,8 @@ class Runtime:
                 self._report()
                 if stopped_cleanly and drained is None:
                     self._write([records.event(camera=None, event="stopped", wallclock=time.time(), analysed=self.analysed())])
-                await loop.run_in_executor(None, self._writer.close, OUTPUT_CLOSE_S)
+                for sink in reversed(self._sinks):  # the files last: the others report into them
+                    await loop.run_in_executor(None, sink.close, OUTPUT_CLOSE_S)
             if drained is not None:
                 raise drained  # the last batches failed: say so rather than end as if complete
 
@@ -567,4 +582,5 @@ class Runtime:
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         with self.stages.measure("write", len(batch)):
-            self._writer.submit(batch)
+            for sink in self._sinks:
+                sink.submit(batch)

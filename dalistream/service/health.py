@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import Callable
 from typing import Any
+
+import structlog
 
 from dalistream.config import CameraConfig, redact_url
 from dalistream.pipeline.runtime import CameraReport, Runtime
 from dalistream.pipeline.status import BACKING_OFF, CONNECTING, STREAMING, UNPLACED
+
+log = structlog.get_logger(__name__)
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
 
@@ -46,15 +52,16 @@ def health(runtime: Runtime, workers: list[dict[str, Any]] | None = None) -> dic
 
     down: the detector is not running, no camera streams (while some are configured), or the
     output writer failed. degraded: some camera is connecting, backing off or unplaced, or
-    records are not reaching the output right now. Cameras whose clip ended (``stopped``)
-    degrade nothing. ``workers``: a cluster's workers, listed as given.
+    records are not reaching the output or another sink (the MQTT broker) right now. Cameras
+    whose clip ended (``stopped``) degrade nothing. ``workers``: a cluster's workers, listed as given.
     """
     cameras = [camera_json(runtime.report(camera.id)) for camera in runtime.cameras()]
     states = [camera["state"] for camera in cameras]
     problem = runtime.output_problem
+    sinks = [{**state.as_dict(), "state": "up" if state.up else "down"} for state in runtime.sink_states()]
     if not runtime.ready or (states and STREAMING not in states) or runtime.output_failed:
         overall = DOWN
-    elif {CONNECTING, BACKING_OFF, UNPLACED} & set(states) or problem is not None:
+    elif {CONNECTING, BACKING_OFF, UNPLACED} & set(states) or problem is not None or not all(s["up"] for s in sinks):
         overall = DEGRADED
     else:
         overall = OK
@@ -63,6 +70,7 @@ def health(runtime: Runtime, workers: list[dict[str, Any]] | None = None) -> dic
         "ready": _ready(runtime, states),
         "device": runtime.plan.device,
         "output": {"records_written": runtime.records_written, "records_lost": runtime.records_lost, "problem": problem},
+        "sinks": sinks,
         **({} if workers is None else {"workers": workers}),
         "cameras": cameras,
     }
@@ -75,3 +83,10 @@ def ready(runtime: Runtime) -> bool:
 
 def _ready(runtime: Runtime, states: list[str]) -> bool:
     return runtime.ready and STREAMING in states
+
+
+async def publish_stats(runtime: Runtime, interval_s: float, workers: Callable[[], list[dict[str, Any]]] | None = None) -> None:
+    """Every ``interval_s``: the ``/health`` summary to the broker's stats topic (``[mqtt]``)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        runtime.publish_stats(health(runtime, None if workers is None else workers()))

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from dalistream.device import device_memory
 from dalistream.pipeline.runtime import LOSS_KEYS, Runtime
 from dalistream.pipeline.status import STREAMING
+from dalistream.sinks import SinkState
 
 # Per camera: counter name → (the runtime's count, help).
 CAMERA_COUNTERS = {
@@ -79,6 +80,7 @@ class RuntimeCollector(Collector):
         yield CounterMetricFamily("dalistream_output_records_lost", "Records that never reached the output.", value=runtime.records_lost)
         yield GaugeMetricFamily("dalistream_output_records_queued", "Records waiting for the disk.", value=runtime.output_queued)
         yield GaugeMetricFamily("dalistream_output_ok", "0 while records are not reaching the output.", value=float(runtime.output_problem is None))
+        yield from mqtt_metrics(runtime.sink_states())
         for name, mib in device_memory(runtime.plan.device).items():  # the GPU's; nothing on the CPU
             yield GaugeMetricFamily(f"dalistream_{name.removesuffix('_mib')}_bytes", "GPU memory (all its processes).", value=mib << 20)
         if busy := runtime.stream_busy_ms():  # the GPU's streams; nothing on the CPU
@@ -86,6 +88,16 @@ class RuntimeCollector(Collector):
             for stage, ms in busy.items():
                 streams.add_metric([stage], ms / 1e3)
             yield streams
+
+
+def mqtt_metrics(states: list[SinkState]) -> Iterator[Metric]:
+    """The MQTT sink's counters, when there is one."""
+    for state in states:
+        if state.name == "mqtt":
+            yield CounterMetricFamily("dalistream_mqtt_messages_published", "Messages the broker acknowledged (QoS 1) or was sent (QoS 0).", value=state.sent)
+            yield CounterMetricFamily("dalistream_mqtt_messages_dropped", "Messages dropped (buffer full, crop unreadable, left at stop).", value=state.dropped)
+            yield GaugeMetricFamily("dalistream_mqtt_messages_queued", "Messages waiting for the broker or its acknowledgement.", value=state.queued)
+            yield GaugeMetricFamily("dalistream_mqtt_connected", "1 while connected to the broker.", value=float(state.up))
 
 
 def metrics_registry(runtime: Runtime) -> CollectorRegistry:

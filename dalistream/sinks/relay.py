@@ -17,11 +17,16 @@ from typing import Any
 
 from dalistream import records
 
+from .base import SinkState
+
 RELAY_RECORDS = 50_000  # about 15 minutes of 10 cameras at 5 fps with their events
 
 
 class RecordRelay:
-    """Holds records until :meth:`take` (see the module docstring)."""
+    """Holds records until :meth:`take` (see the module docstring); a
+    :class:`~dalistream.sinks.base.Sink` named ``relay``."""
+
+    name = "relay"
 
     def __init__(self, *, limit: int = RELAY_RECORDS, clock: Callable[[], float] = time.time) -> None:
         self._limit = limit
@@ -51,6 +56,10 @@ class RecordRelay:
     @property
     def queued(self) -> int:
         return len(self._held)
+
+    def state(self) -> SinkState:
+        problem = self.problem
+        return SinkState(self.name, problem is None, problem, self.written, self.lost, self.queued)
 
     def start(self) -> RecordRelay:
         return self

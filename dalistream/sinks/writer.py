@@ -25,6 +25,7 @@ import structlog
 from dalistream import records
 from dalistream.config import OutputConfig
 
+from .base import SinkState
 from .jsonl import DurabilityError, JsonlWriter, SinkError
 
 log = structlog.get_logger(__name__)
@@ -33,7 +34,10 @@ _STOP = None  # the queue's end marker
 
 
 class RecordWriter:
-    """Owns a :class:`JsonlWriter` and the thread that writes through it (see the module docstring)."""
+    """Owns a :class:`JsonlWriter` and the thread that writes through it (see the module docstring);
+    the ``files`` :class:`~dalistream.sinks.base.Sink`."""
+
+    name = "files"
 
     def __init__(
         self,
@@ -82,6 +86,10 @@ class RecordWriter:
     def queued(self) -> int:
         """Records waiting for the disk (queued, or kept through a failure)."""
         return self._queued + len(self._kept)
+
+    def state(self) -> SinkState:
+        problem = self.problem
+        return SinkState(self.name, problem is None, problem, self.written, self.lost, self.queued)
 
     def start(self) -> RecordWriter:
         self._thread.start()

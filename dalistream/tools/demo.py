@@ -37,17 +37,19 @@ def demo_config(
     transports: list[str] | None = None,
     camera: Mapping[str, Any] | None = None,
     model: Mapping[str, Any] | None = None,
+    mqtt: Mapping[str, Any] | None = None,
     **pipeline: Any,
 ) -> config_module.Config:
     """Cameras ``cam0…`` on ``urls`` (RTSP ones over the matching transport, default TCP), each
     with the ``camera`` keys added (e.g. ``pace`` and ``loop`` for clips); ``model`` keys are
-    added to ``[model]``."""
+    added to ``[model]``; ``mqtt``, when given, is the ``[mqtt]`` table."""
     transports = transports or ["tcp"] * len(urls)
     return config_module.from_mapping(
         {
             "pipeline": {"device": "cpu", **pipeline},
             "model": {"onnx": str(MODEL), **(model or {})},
             "output": {"dir": str(out), "prefix": "demo"},
+            **({} if mqtt is None else {"mqtt": dict(mqtt)}),
             "camera": [
                 {"id": f"cam{i}", "url": url, **({} if url.startswith("file:") else {"transport": transport}), **(camera or {})}
                 for i, (url, transport) in enumerate(zip(urls, transports, strict=True))
@@ -84,13 +86,15 @@ def run_local(
     pipeline: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     store_costs: bool = False,
+    mqtt: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Analyse the sample clip as ``cameras`` cameras for ``warmup_s`` + ``duration_s``; return a
     report, its ``window`` measured over the last ``duration_s`` alone.
 
     ``source="rtsp"``: the local RTSP server serves it on one mount per camera (over
     ``transport``); ``"file"``: each camera reads the clip itself, looping, at ``pace``.
-    ``model``, ``pipeline``: keys added to those tables (e.g. ``precision``, ``max_batch``).
+    ``model``, ``pipeline``: keys added to those tables (e.g. ``precision``, ``max_batch``);
+    ``mqtt``: the ``[mqtt]`` table (records published to a broker as well).
     ``store_costs``: merge the measured per-stage costs into the capacity plan's cost table (the
     report's ``cost_table`` says where).
     """
@@ -100,9 +104,10 @@ def run_local(
     with LocalRtspServer(SAMPLE_CLIP, cameras) if source == "rtsp" else contextlib.nullcontext() as server:
         if server is None:
             config = demo_config([SAMPLE_CLIP.as_uri()] * cameras, out, camera={"pace": pace, "loop": True}, model=model,
-                                 **(pipeline or {}))
+                                 mqtt=mqtt, **(pipeline or {}))
         else:
-            config = demo_config([server.url(i) for i in range(cameras)], out, [transport] * cameras, model=model, **(pipeline or {}))
+            config = demo_config([server.url(i) for i in range(cameras)], out, [transport] * cameras, model=model, mqtt=mqtt,
+                                 **(pipeline or {}))
         runtime = Runtime(config)
         usage = RunUsage(server)
         wall, cpu = time.perf_counter(), time.process_time()
@@ -122,6 +127,7 @@ def run_local(
         "rtsp_server_cpu_percent": round(100 * server_cpu / wall, 1),
         "records_lost": runtime.records_lost,
         "files": [str(p) for p in runtime.output_paths],
+        **{state.name: state.as_dict() for state in runtime.sink_states() if state.name != "files"},
     }
     report["stages"] = {name: {k: round(v, 3) for k, v in cost.per_item_ms().items()}
                         for name, cost in runtime.stages.snapshot().items()}

@@ -98,3 +98,32 @@ def test_cluster_table_is_optional_and_validated():
                        ({"gather_output": "yes"}, "cluster.gather_output")]:
         with pytest.raises(ConfigError, match=rf"^{re.escape(key)}"):
             from_mapping({"cluster": table, "camera": [CAMERA]})
+
+
+def test_mqtt_table_is_optional_and_validated(monkeypatch):
+    assert from_mapping({"camera": [CAMERA]}).mqtt is None
+    mqtt = from_mapping({"mqtt": {"url": "mqtts://broker.lan"}, "camera": [CAMERA]}).mqtt
+    assert (mqtt.address, mqtt.topic_prefix, mqtt.qos, mqtt.buffer_messages) == (("broker.lan", 8883, True), "dalistream", 1, 10_000)
+    monkeypatch.setenv("BROKER_PASSWORD", "s3cret")
+    assert from_mapping({"mqtt": {"username": "u", "password_env": "BROKER_PASSWORD"}, "camera": [CAMERA]}).mqtt.password() == "s3cret"
+    for table, key in [({"topic_prefix": "site/+"}, "mqtt.topic_prefix: must not hold '+'"),
+                       ({"topic_prefix": "site/#"}, "mqtt.topic_prefix: must not hold '#'"),
+                       ({"topic_prefix": "si\0te"}, "mqtt.topic_prefix: must not hold NUL"),
+                       ({"topic_prefix": "site/"}, "mqtt.topic_prefix: must be non-empty topic levels"),
+                       ({"topic_prefix": "$SYS"}, "mqtt.topic_prefix: must be non-empty topic levels"),
+                       ({"url": "tcp://broker"}, "mqtt.url: must be mqtt://host[:port] or mqtts://"),
+                       ({"url": "mqtt://user:pw@broker"}, "mqtt.url: no credentials in the URL"),
+                       ({"qos": 2}, "mqtt.qos: must be 0 or 1"),
+                       ({"buffer_messages": 0}, "mqtt.buffer_messages: must be > 0"),
+                       ({"password_env": "BROKER_PASSWORD"}, "mqtt.password_env: needs mqtt.username"),
+                       ({"username": "u", "password_env": "UNSET_BROKER_PASSWORD"}, "mqtt.password_env: environment variable UNSET_BROKER_PASSWORD is not set"),
+                       ({"tls_ca_file": "ca.pem"}, "mqtt.tls_ca_file: only used with mqtts://"),
+                       ({"password": "s3cret"}, "mqtt.password: unknown key")]:
+        with pytest.raises(ConfigError, match=rf"^{re.escape(key)}"):
+            from_mapping({"mqtt": table, "camera": [CAMERA]})
+
+
+@pytest.mark.parametrize("camera_id", ["lobby/1", "lobby+", "#lobby"])
+def test_camera_ids_are_mqtt_topic_levels(camera_id):
+    with pytest.raises(ConfigError, match=re.escape("camera[0].id: must not hold '/', '+', '#'")):
+        from_mapping({"camera": [{"id": camera_id, "url": "rtsp://h/x"}]})
