@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+
+from net import free_port
+
+from dalistream.tools.broker import tls_files as make_tls_files
 
 from dalistream import config as config_module
 from dalistream.tools.demo import run_for
@@ -46,11 +49,6 @@ def secrets_of(user: str, password: str) -> list[str]:
         base64.b64encode(f"{user}:{password}".encode()).decode(),
     ]
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def records(out: Path) -> list[dict]:
@@ -129,13 +127,7 @@ def test_wrong_credentials_back_off_and_recover_once_fixed(method, sample_clip, 
 def tls_files(tmp_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, made with Debian's openssl."""
     require(shutil.which("openssl") is not None, "openssl missing: apt-get install openssl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
+    return make_tls_files(tmp_path)
 
 
 def test_rtsps_with_digest_analyses_and_untrusted_certificate_is_an_event(

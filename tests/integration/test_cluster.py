@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from net import free_port, get_json as get
+
 pytestmark = pytest.mark.integration
 
 ray_cluster_utils = pytest.importorskip("ray.cluster_utils", reason="Ray missing: run scripts/setup.sh")
@@ -26,17 +28,6 @@ ray_cluster_utils = pytest.importorskip("ray.cluster_utils", reason="Ray missing
 RECOVERY_S = 15.0  # the issue's bound: a lost worker's cameras analyse again within this
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(base: str, path: str) -> Any:
-    with urllib.request.urlopen(base + path, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def post(base: str, path: str, body: Any) -> tuple[int, Any]:

@@ -26,12 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from net import free_port, get_json as get
 
 from conftest import require
 
@@ -43,15 +44,6 @@ FIRST_FRAME_S = 60.0  # coordinator start → the first analysed frame on the wo
 STOP_S = 10.0  # SIGTERM → exit, whatever the workers are doing
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(base: str, path: str) -> Any:
-    with urllib.request.urlopen(base + path, timeout=10) as response:
-        return json.loads(response.read())
 
 
 class RayNode:

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from net import free_port
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -32,11 +33,6 @@ TOKEN = "s3cret-token"
 PASSWORD = "hunter2-in-url"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def camera_table(camera_id: str, url: str) -> str:
