@@ -81,6 +81,7 @@ class Coordinator:
         self._starting: set[asyncio.Task[None]] = set()
         self._serial = 0
         self._seq: dict[str, tuple[int, float]] = {}  # camera → (next seq, clock time of that report)
+        self._next_track: dict[str, int] = {}  # camera → the id of its next face track, as last reported
         self._unplaced: set[str] = set()
         self._files: set[Path] = set()  # the workers' output files
         self._last_change = time.monotonic()
@@ -142,6 +143,14 @@ class Coordinator:
             status = dataclasses.replace(status, state=UNPLACED, last_error="no live worker has room for it")
         return CameraReport(config, status, 0, {}, {key: 0 for key in LOSS_KEYS}, {}, 0, 0, 0, None, worker)
 
+    async def faces(self, camera: str) -> list[dict[str, Any]]:
+        """``camera``'s face tracks, from its worker (none while it is unplaced); KeyError when
+        it is not in the cluster."""
+        if camera not in self._cameras:
+            raise KeyError(camera)
+        worker = self._workers.get(self._placement.assignment.get(camera, ""))
+        return [] if worker is None else await worker.actor.faces.remote(camera)
+
     async def latest_frame(self, camera: str) -> AnalysedFrame | None:
         """``camera``'s last analysed frame, fetched from its worker (None while it has none or
         is unplaced); KeyError when it is not in the cluster."""
@@ -185,6 +194,7 @@ class Coordinator:
         self._placement = planner.remove(self._placement, camera)
         self._unplaced.discard(camera)
         self._seq.pop(camera, None)
+        self._next_track.pop(camera, None)
         if worker is not None and worker in self._workers:
             await self._workers[worker].actor.remove.remote(camera)
         return final
@@ -264,6 +274,7 @@ class Coordinator:
         self._files.update(Path(path) for path in health["files"])
         for camera, report in worker.reports.items():
             self._seq[camera] = (report.next_seq, now)
+            self._next_track[camera] = report.next_track
 
     def _lose(self, worker: _Worker, error: BaseException) -> None:
         reason = "its health did not answer" if isinstance(error, TimeoutError) else f"{type(error).__name__}: {error}"
@@ -287,23 +298,26 @@ class Coordinator:
                 self._unplace(move.camera, "no live worker has room for it")
                 continue
             self._unplaced.discard(move.camera)
-            first_seq = 0
+            first_seq, first_track = 0, 1
             if move.camera in self._seq:
                 next_seq, reported_at = self._seq[move.camera]
                 behind = time.monotonic() - reported_at + (SEQ_SLACK_S if move.source in lost else 0.0)
-                first_seq = next_seq + math.ceil(self.config.pipeline.detect_fps * behind)
-            self._spawn(self._start_camera(move.camera, move.target, first_seq, move.source))
+                frames = math.ceil(self.config.pipeline.detect_fps * behind)
+                first_seq = next_seq + frames
+                # Each frame since the last report may have started up to max_per_camera tracks.
+                first_track = self._next_track.get(move.camera, 1) + frames * self.config.tracks.max_per_camera
+            self._spawn(self._start_camera(move.camera, move.target, first_seq, move.source, first_track))
 
-    async def _start_camera(self, camera: str, worker: str, first_seq: int, moved_from: str | None) -> None:
+    async def _start_camera(self, camera: str, worker: str, first_seq: int, moved_from: str | None, first_track: int = 1) -> None:
         if moved_from is not None:
             log.warning("camera moved", camera=camera, worker=worker, moved_from=moved_from, first_seq=first_seq)
-        await self._workers[worker].actor.add.remote(self._cameras[camera], first_seq, moved_from)
+        await self._workers[worker].actor.add.remote(self._cameras[camera], first_seq, moved_from, first_track)
 
     async def _move(self, camera: str, source: str, target: str) -> None:
-        """A rebalancing move between two live workers: stopped on one, started on the other
-        where its ``seq`` left off."""
-        next_seq = await self._workers[source].actor.remove.remote(camera, target)
-        await self._workers[target].actor.add.remote(self._cameras[camera], next_seq, source)
+        """A rebalancing move between two live workers: stopped on one (its faces in view leave
+        with ``reason: "moved"``), started on the other where its ``seq`` and track ids left off."""
+        next_seq, next_track = await self._workers[source].actor.remove.remote(camera, target)
+        await self._workers[target].actor.add.remote(self._cameras[camera], next_seq, source, next_track)
 
     async def _start_worker(self) -> None:
         self._serial += 1
