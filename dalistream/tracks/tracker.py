@@ -12,21 +12,24 @@ frames under load), with one assignment solver, SciPy's ``linear_sum_assignment`
 3. the weaker detections may only continue a track left unmatched, never start one (ByteTrack's
    second association: a face half hidden scores low but is still the face it was);
 4. a strong detection still unmatched may continue a track seen in the previous frame whose
-   predicted box it misses but whose size it has, within two face heights of it: a face that
-   moved more than its own width between two analysed frames (fast, or a low ``detect_fps``)
-   before the filter knew its velocity;
+   predicted box it misses but whose size it has, as far from it as a face moves in the time
+   since (:data:`NEAR_SPEED`, 2 to 5 face heights): a face that moved more than its own width
+   between two analysed frames (fast, or a low ``detect_fps``) before the filter knew its
+   velocity;
 5. each unmatched strong detection starts a track, the strongest first, while fewer than
    ``max_tracks`` are live; beyond that it is counted in :attr:`Assignment.limited`;
 6. a track not matched for more than ``max_missed_s`` has ended.
 
-A track whose predicted centre leaves the frame stops there (its velocity is zeroed): a face
-that walks out and back in within ``max_missed_s`` is matched again where it left. Pure: the
-caller gives the time, boxes and scores, and gets ids back.
+A track whose predicted centre leaves the frame stops there (its velocity is zeroed), and a
+coasting track keeps its size: a face that walks out and back in within ``max_missed_s`` is
+matched again where it left. Pure: the caller gives the time, boxes and scores, and gets ids
+back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -44,7 +47,8 @@ MEASUREMENT_STD = 0.05  # face heights
 POSITION_STD = 0.05  # face heights per sqrt(second)
 VELOCITY_STD = 1.0  # face heights per second per sqrt(second)
 INITIAL_VELOCITY_STD = 2.0  # face heights per second: a new face may be walking past
-NEAR_HEIGHTS = 2.0  # a track seen last frame takes an unmatched box of its size this close (face heights)
+NEAR_SPEED = 10.0  # face heights per second: a track seen last frame takes an unmatched box of its size that close...
+NEAR_HEIGHTS = (2.0, 5.0)  # ... but never farther than the second nor nearer than the first (face heights)
 NEAR_SIZE_RATIO = 1.5  # ... whose height is within this factor of the track's
 
 
@@ -128,7 +132,7 @@ class Tracker:
             (strong, np.flatnonzero(self._fresh), self._overlap),
             (strong, np.flatnonzero(~self._fresh), self._overlap),
             (weak, np.arange(len(self._ids)), self._overlap),
-            (strong, np.flatnonzero(self._fresh), _nearness),
+            (strong, np.flatnonzero(self._fresh), partial(_nearness, reach=np.clip(NEAR_SPEED * elapsed, *NEAR_HEIGHTS))),
         ):
             detections = detections[assigned[detections] == UNTRACKED]
             tracks = tracks[~matched[tracks]]
@@ -170,6 +174,14 @@ class Tracker:
     def _predict(self, elapsed: float, frame: tuple[int, int] | None) -> None:
         if not len(self._ids) or elapsed <= 0:
             return
+        # A coasting track keeps its size (as ByteTrack's do), and so does one at the frame's
+        # edge: the detector's box shrinks there as the edge cuts the face, not because the face
+        # does, and would shrink on to nothing while the face is away.
+        constant = ~self._fresh
+        if frame is not None:
+            box = _corners(self._state[:, :4])
+            constant |= (box[:, 0] <= 0) | (box[:, 1] <= 0) | (box[:, 2] >= frame[0]) | (box[:, 3] >= frame[1])
+        self._state[constant, 6:] = 0.0
         motion = np.eye(8)
         motion[range(4), range(4, 8)] = elapsed
         height = np.maximum(self._state[:, 3], MIN_SIDE_PX)
@@ -224,16 +236,16 @@ def _associate(similarity: np.ndarray) -> list[tuple[int, int]]:
     return [(row, col) for row, col in zip(rows.tolist(), cols.tolist()) if similarity[row, col] > 0]
 
 
-def _nearness(predicted: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def _nearness(predicted: np.ndarray, boxes: np.ndarray, reach: float) -> np.ndarray:
     """For a face faster than IoU can follow (it moved more than its own width since the last
-    frame, e.g. at a low ``detect_fps``): 1 at the predicted centre falling to 0 at
-    :data:`NEAR_HEIGHTS` face heights from it, for a box of about the same size, else 0."""
+    frame, e.g. at a low ``detect_fps``): 1 at the predicted centre falling to 0 at ``reach``
+    face heights from it, for a box of about the same size, else 0."""
     track, detection = _centres(predicted), _centres(boxes)
     height = np.maximum(track[:, None, 3], MIN_SIDE_PX)
     distance = np.hypot(track[:, None, 0] - detection[None, :, 0], track[:, None, 1] - detection[None, :, 1])
     ratio = detection[None, :, 3] / height
     alike = (ratio >= 1 / NEAR_SIZE_RATIO) & (ratio <= NEAR_SIZE_RATIO)
-    return np.where(alike, np.clip(1.0 - distance / (NEAR_HEIGHTS * height), 0.0, None), 0.0)
+    return np.where(alike, np.clip(1.0 - distance / (reach * height), 0.0, None), 0.0)
 
 
 def _centres(boxes: np.ndarray) -> np.ndarray:

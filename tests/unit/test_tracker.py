@@ -58,6 +58,14 @@ def test_a_face_faster_than_its_own_width_per_frame_keeps_its_id():
     assert ids == [[1]] * 14
 
 
+def test_at_two_analysed_frames_a_second_a_face_three_heights_a_frame_keeps_its_id():
+    """How far a face may have moved grows with the time since the last frame."""
+    tracker = Tracker()
+    ids = [tracker.update(0.5 * i, np.array([face(100 + 300 * i, 400, height=100)]), np.array([0.9]), FRAME).tracks.tolist()
+           for i in range(6)]
+    assert ids == [[1]] * 6
+
+
 def test_a_face_that_steps_out_of_the_frame_briefly_keeps_its_id_and_a_long_absence_does_not():
     right = [[face(1700 + 80 * i, 500)] for i in range(4)]  # walks out at the right
     back = [[face(1860 - 80 * i, 500)] for i in range(8)]  # and back in
@@ -65,6 +73,18 @@ def test_a_face_that_steps_out_of_the_frame_briefly_keeps_its_id_and_a_long_abse
     assert {track for row in ids for track in row} == {1}, ids
     ids = run(Tracker(max_missed_s=1.0), [*right, *[[]] * 8, *back])
     assert ids[-1] == [2]
+
+
+def test_a_face_cut_by_the_frame_edge_as_it_leaves_is_found_again_when_it_comes_back():
+    """Boxes cut to the frame shrink as a face leaves at the bottom: that is not the face
+    shrinking, and its track, waiting at the edge, keeps the size it had."""
+
+    def cut(y: float) -> list[float]:
+        x1, y1, x2, y2 = face(900, y)
+        return [x1, y1, x2, min(y2, FRAME[1])]
+
+    frames = [*([cut(900 + 40 * i)] for i in range(6)), [], [], [], *([cut(1100 - 40 * i)] for i in range(6))]
+    assert {track for row in run(Tracker(), frames) for track in row} == {1}
 
 
 def test_a_track_ends_after_max_missed_s_and_its_id_is_never_used_again():
