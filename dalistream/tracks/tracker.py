@@ -136,6 +136,8 @@ class Tracker:
         ):
             detections = detections[assigned[detections] == UNTRACKED]
             tracks = tracks[~matched[tracks]]
+            if not len(detections) or not len(tracks):
+                continue
             for track, detection in _associate(similarity(predicted[tracks], boxes[detections])):
                 assigned[detections[detection]] = self._ids[tracks[track]]
                 matched[tracks[track]] = True
@@ -230,8 +232,6 @@ class Tracker:
 
 def _associate(similarity: np.ndarray) -> list[tuple[int, int]]:
     """(track row, detection row) pairs of the assignment with the most similarity; 0 is no match."""
-    if not similarity.size:
-        return []
     rows, cols = linear_sum_assignment(similarity, maximize=True)
     return [(row, col) for row, col in zip(rows.tolist(), cols.tolist()) if similarity[row, col] > 0]
 
