@@ -7,7 +7,7 @@ import numpy as np
 
 from dalistream.geometry import Letterbox
 
-from .source import DecodeError, DecoderFrameSource
+from .source import CropError, DecodeError, DecoderFrameSource
 
 _CODECS = {"H264": "h264", "H265": "hevc"}
 
@@ -77,6 +77,12 @@ class PyAvFullFrame:
 
     def crop(self, box: tuple[int, int, int, int]) -> np.ndarray:
         """RGB pixels of ``box``, its corners moved out to even pixels (4:2:0 chroma comes in pairs)."""
+        try:
+            return self._crop(box)
+        except (av.FFmpegError, ValueError) as exc:  # a pixel format swscale or PyAV refuses
+            raise CropError(f"cannot cut a crop from a {self._frame.format.name} frame: {exc}") from exc
+
+    def _crop(self, box: tuple[int, int, int, int]) -> np.ndarray:
         frame = self._frame
         if frame.format.name not in self._PLANAR_420:  # another layout: convert it all, then cut
             x1, y1, x2, y2 = box

@@ -49,6 +49,10 @@ class FrameSpec:
     crops, where the source can (:attr:`FrameSource.keeps_full_frames`)."""
 
 
+class CropError(ValueError):
+    """A crop could not be cut from a kept frame (a picture layout the converter refuses)."""
+
+
 class FullFrame(Protocol):
     """A selected frame's picture at the stream's full resolution, kept (by reference, not
     converted) until its faces are known, so only the crops asked for are cut and converted."""
@@ -59,7 +63,7 @@ class FullFrame(Protocol):
     def crop(self, box: tuple[int, int, int, int]) -> np.ndarray:
         """The pixels of ``box`` (``x1, y1, x2, y2``: whole pixels, inside the frame, non-empty)
         as RGB HWC uint8 on the host; an implementation may widen it by a pixel to align to its
-        chroma subsampling."""
+        chroma subsampling. :class:`CropError` when it cannot."""
 
 
 class ArrayFullFrame:

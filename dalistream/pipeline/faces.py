@@ -20,15 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import structlog
 
 from dalistream.config import Config
-from dalistream.decode import SampledFrame
+from dalistream.decode import CropError, SampledFrame
 from dalistream.metrics import Stages
 from dalistream.sinks.crops import CropWriter
 from dalistream.tracks.faces import CameraTracks, Frame, crop_box
 from dalistream.tracks.quality import sharpness
 
-STALE_SLACK_S = 1.0  # beyond max_missed_s, how long a camera with live tracks may send no frame
+log = structlog.get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -36,6 +37,7 @@ class _Camera:
     tracks: CameraTracks
     lock: threading.Lock = field(default_factory=threading.Lock)
     reported: Counter = field(default_factory=Counter)  # untracked faces already in events
+    crop_failed: bool = False  # said once
 
 
 class FaceTracking:
@@ -68,6 +70,7 @@ class FaceTracking:
         return 1 if state is None else state.tracks.next_id
 
     def next_track(self, camera: str) -> int:
+        """The id ``camera``'s next track gets."""
         state = self._cameras.get(camera)
         return 1 if state is None else state.tracks.next_id
 
@@ -93,7 +96,12 @@ class FaceTracking:
             for face, track in zip(faces, update.tracks):
                 face["track"] = track
             for index, track in update.improved:
-                state.tracks.keep_crop(track, frame.full.crop(crop_box(faces[index]["box"], self._margin, size)))
+                try:
+                    state.tracks.keep_crop(track, frame.full.crop(crop_box(faces[index]["box"], self._margin, size)))
+                except CropError as exc:  # the camera's picture, not a bug: that picture is not kept
+                    if not state.crop_failed:
+                        log.warning("face crop failed; tracks go on without that picture", camera=frame.camera, error=str(exc))
+                    state.crop_failed = True
             self._write_crops(state)
         return update.events
 
@@ -106,15 +114,6 @@ class FaceTracking:
             events = state.tracks.end(reason, time.time())
             self._write_crops(state)
         return events
-
-    def stale(self, camera: str, now: float) -> bool:
-        """``camera`` has live tracks but no frame arrived for longer than they wait (``now``: monotonic)."""
-        state = self._cameras.get(camera)
-        if state is None:
-            return False
-        with state.lock:
-            last = state.tracks.last_received
-            return bool(state.tracks.live) and last is not None and now - last > self._config.max_missed_s + STALE_SLACK_S
 
     def live(self, camera: str) -> int:
         """Tracks of ``camera`` in view now."""

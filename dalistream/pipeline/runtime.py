@@ -51,6 +51,7 @@ DECODE_CHUNK = 8  # access units handed to a decode thread at once
 REPORT_INTERVAL_S = 1.0  # how often loss/drop counts become events
 ROUTINE_EVENTS = frozenset({"connected", "end_of_file", "added", "removed", "idle", "active"})  # logged at info, the rest warn
 OUTPUT_CLOSE_S = 5.0  # at shutdown, how long a refusing disk is retried before the rest is lost
+SILENT_SLACK_S = 1.0  # beyond tracks.max_missed_s, how long a camera with faces in view may send nothing
 
 
 def analyse(
@@ -595,11 +596,13 @@ class Runtime:
         state.reported_drops = state.drops.copy()
         for reason, faces in self._faces.untracked(camera).items():
             self.event(camera, "faces_untracked", faces=faces, reason=reason)
-        if self.ready and not state.in_flight and not self._batcher.queued(camera):
-            # Faces still in view of a clip that ended, or of a camera that sends no frames: they left.
+        if self.ready and self._faces.live(camera) and not (state.in_flight or self._batcher.queued(camera) or len(state.units)):
+            # Faces still in view of a clip that ended, or of a camera that sent nothing for
+            # longer than a face may be missed: they left (no frame is on its way to say so).
+            last_unit = state.status.last_unit
             if state.status.state == STOPPED and state.decode_task is not None and state.decode_task.done():
                 self._write(self._faces.end(camera, "camera_stopped"))
-            elif self._faces.stale(camera, time.monotonic()):
+            elif last_unit is not None and time.monotonic() - last_unit > self.config.tracks.max_missed_s + SILENT_SLACK_S:
                 self._write(self._faces.end(camera, "missed"))
 
     def _emit(self, batch: list[dict[str, Any]]) -> None:

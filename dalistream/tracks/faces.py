@@ -134,7 +134,6 @@ class CameraTracks:
         self._size: tuple[int, int] | None = None
         self._time = 0.0
         self._last: tuple[float, float] | None = None  # (pts, received) of the last frame
-        self.last_received: float | None = None
         self.untracked: Counter[str] = Counter()  # faces not tracked, by reason: max_per_camera, invalid_box
 
     @property
@@ -254,7 +253,6 @@ class CameraTracks:
                 step = max(0.0, received - last_received)
             self._time += step
         self._last = (pts, received)
-        self.last_received = received
         return self._time
 
 

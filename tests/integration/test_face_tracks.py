@@ -1,13 +1,16 @@
 """Faces as tracks through the real pipeline: the tracks clip (walkers that cross and leave the
-frame) scored against its identities, with the events and full-resolution crops it makes, and a
-stream whose picture changes size with more faces than a camera may track."""
+frame) scored against its identities, with the events and full-resolution crops it makes; a
+stream whose picture changes size with more faces than a camera may track; a camera moved
+between workers; a camera that goes silent and comes back."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
+import time
 from collections import defaultdict
+from datetime import datetime
 from fractions import Fraction
 from itertools import islice
 from pathlib import Path
@@ -143,3 +146,32 @@ def test_a_camera_moved_away_ends_its_tracks_as_moved_and_continues_their_number
         e["track"] for e in left if e["reason"] == "missed"}}
     assert {e["reason"] for e in left if e["track"] in after} <= {"camera_stopped", "missed"}
     assert reports[1].next_track > max(after)
+
+
+def test_faces_of_a_camera_gone_silent_leave_and_its_ids_go_on_after_it_reconnects(rtsp_server, model_path, tmp_path: Path):
+    server = rtsp_server(1)
+    config = demo_config([server.url(0)], tmp_path, model={"input": [640, 384]})
+    stopped_at: list[float] = []
+
+    async def scenario() -> None:
+        await asyncio.sleep(5.0)
+        await asyncio.to_thread(server.stop)
+        stopped_at.append(time.time())
+        await asyncio.sleep(4.0)
+        await asyncio.to_thread(server.start)
+
+    lines, _ = run_pipeline(config, 16.0, scenario)
+    cut = next(i for i, line in enumerate(lines) if line.get("event") == "disconnected")
+    before = {face["track"] for line in lines[:cut] if line["type"] == "detections" for face in line["faces"]} - {None}
+    after = {face["track"] for line in lines[cut:] if line["type"] == "detections" for face in line["faces"]} - {None}
+    assert len(before) >= 4 and after and min(after) > max(before), (before, after)
+    in_view = before - {e["track"] for e in events(lines[:cut], "face_left")}
+    left = {e["track"]: e for e in events(lines[cut:], "face_left")}
+    assert in_view and all(left[track]["reason"] == "missed" for track in in_view), (in_view, left)
+    # Within max_missed_s and a second of the last access unit (and the next report), not at
+    # the next frame: none came for 4 s.
+    assert all(stamp(left[track]) - stopped_at[0] < 3.5 for track in in_view), [stamp(e) - stopped_at[0] for e in left.values()]
+
+
+def stamp(line: dict[str, Any]) -> float:
+    return datetime.fromisoformat(line["wallclock"].replace("Z", "+00:00")).timestamp()
