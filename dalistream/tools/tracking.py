@@ -10,7 +10,10 @@ left out, neither a hit nor a false detection. Reported: ID switches, fragmentat
 (with its precision and recall), MOTA, and the ID switches within a second of a crossing (two
 faces' boxes overlapping).
 
-    python -m dalistream.tools.tracking [--detect-fps 5] [--max-missed-s 1] [--json]
+    python -m dalistream.tools.tracking [--detect-fps 5] [--max-missed-s 1] [--save records.jsonl] [--json]
+
+``--save`` keeps the detections records, e.g. to replay them through other trackers
+(``scripts/compare_trackers.py``).
 
 Needs py-motmetrics (``pip install motmetrics``; the ``test`` extra has it) and the clip.
 """
@@ -145,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detect-fps", type=float, default=5.0, help="pipeline.detect_fps (default 5)")
     parser.add_argument("--max-missed-s", type=float, help="tracks.max_missed_s (default: the config's default)")
+    parser.add_argument("--save", type=Path, metavar="PATH", help="also write the detections records there (JSON lines)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     args = parser.parse_args(argv)
     clip = tracks_clip()
@@ -154,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     overrides = {} if args.max_missed_s is None else {"max_missed_s": args.max_missed_s}
     records = [r for r in run(args.detect_fps, overrides, clip) if r["type"] == "detections"]
+    if args.save is not None:
+        args.save.write_text("".join(json.dumps(record) + "\n" for record in records))
     scores = evaluate(records, TrackTruth.load(truth_path))
     scores["detect_fps"] = args.detect_fps
     if args.json:
