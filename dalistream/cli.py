@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--calib-dir", type=Path, help="model.calib_dir for --precision int8 (default: calib_data)")
     bench.add_argument("--input", type=_size, metavar="WxH", help="model.input (default 960x544)")
     bench.add_argument("--mqtt", metavar="URL", help="also publish every record, detections included, to this broker (mqtt://host:port)")
+    bench.add_argument("--tracks", choices=["on", "off"], help="tracks.enabled: face tracks, their events and crops (default on)")
+    bench.add_argument("--crops", choices=["on", "off"], help="faces.crops: the best picture of each face as a JPEG (default on)")
     check = commands.add_parser("check", help="validate a config file, resolve the device plan, print both")
     check.add_argument("config", type=Path)
     evaluate = commands.add_parser("eval", help="WIDER FACE AP of the detection path on an annotated image folder")
@@ -179,24 +181,27 @@ def _local(args: argparse.Namespace) -> int:
         log.error("--cameras must be at least 1")
         return 2
     bench = args.command == "bench"
-    model, pipeline, mqtt = {}, {}, None
+    model, pipeline, tables = {}, {}, {}
     if bench:
         model = {key: value for key, value in (("precision", args.precision), ("calib_dir", args.calib_dir and str(args.calib_dir)),
                                                 ("input", args.input and list(args.input)), ("engine", args.engine)) if value is not None}
         pipeline = {key: value for key, value in (("device", args.device), ("gpu_decode", args.gpu_decode)) if value is not None}
-        mqtt = None if args.mqtt is None else {"url": args.mqtt, "publish_detections": True}
+        tables = {table: {key: value == "on"} for table, key, value in (("tracks", "enabled", args.tracks), ("faces", "crops", args.crops))
+                  if value is not None}
+        if args.mqtt is not None:
+            tables["mqtt"] = {"url": args.mqtt, "publish_detections": True}
         if args.sweep:
             from dalistream.tools.bench import sweep, table
 
             report = sweep(args.sweep, args.duration, 5.0 if args.warmup is None else args.warmup, args.out,
                            source=args.source, transport=args.transport, pace=args.pace, model=model, pipeline=pipeline,
-                           mqtt=mqtt)
+                           tables=tables)
             print(json.dumps(report) if args.json else table(report))
             return 0
     with Progress("bench", "s") if bench else contextlib.nullcontext() as progress:
         report = run_local(args.cameras, args.duration, args.out, args.transport, source=args.source, pace=args.pace,
-                           warmup_s=(args.warmup or 0.0) if bench else 0.0, model=model, pipeline=pipeline, progress=progress,
-                           store_costs=bench, mqtt=mqtt)
+                           warmup_s=(args.warmup or 0.0) if bench else 0.0, model=model, pipeline=pipeline, tables=tables,
+                           progress=progress, store_costs=bench)
     if args.command == "demo" and not args.json:
         report = {key: report[key] for key in ("cameras", "recall", "run") if key in report}
     print(json.dumps(report, indent=None if args.json else 2))

@@ -141,6 +141,32 @@ class OutputConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TracksConfig:
+    enabled: bool = _doc("Give each face an id across frames (`track`) and write face_appeared / face_left events.", default=True)
+    max_missed_s: float = _doc("A face not detected for this long (stream time) has left: its track ends.", default=1.0)
+    max_per_camera: int = _doc("Most faces tracked at once per camera; beyond it a frame's weakest new faces are not tracked (counted in faces_untracked events).", default=200)
+    min_score: float = _doc("A face scoring below this starts no track (it may continue one).", default=0.6)
+
+    def validate(self, key: str) -> None:
+        _positive(f"{key}.max_missed_s", self.max_missed_s)
+        _positive(f"{key}.max_per_camera", self.max_per_camera)
+        _unit_interval(f"{key}.min_score", self.min_score)
+
+
+@dataclass(frozen=True, slots=True)
+class FacesConfig:
+    crops: bool = _doc("Keep the best picture of each tracked face as a JPEG at full resolution under <output.dir>/faces/<camera>/<UTC date>/<track>.jpg (with tracks.enabled).", default=True)
+    margin: float = _doc("Margin around the face box in a crop, as a share of the box's width and height on each side.", default=0.25)
+    keep_days: int = _doc("Crops whose date folder is older than this many days are deleted (0 = no age limit).", default=30)
+    max_mb: float = _doc("Most MiB all crops may take; beyond it the oldest written are deleted.", default=1024.0)
+
+    def validate(self, key: str) -> None:
+        _at_least(f"{key}.margin", self.margin, 0)
+        _at_least(f"{key}.keep_days", self.keep_days, 0)
+        _positive(f"{key}.max_mb", self.max_mb)
+
+
+@dataclass(frozen=True, slots=True)
 class CameraConfig:
     id: str = _doc("Camera name used in every record; unique.")
     url: str = _doc("rtsp:// or rtsps:// (TLS) URL; user:password in it (percent-encoded) is never logged. Or file:///path (or file:path, relative to the config file) of a recorded H.264/H.265 clip.")
@@ -173,12 +199,13 @@ class CameraConfig:
     def validate(self, key: str) -> None:
         if not self.id or any(c.isspace() for c in self.id):
             raise ConfigError(f"{key}.id: must be non-empty without spaces, got {self.id!r}")
+        if not self.id.isprintable() or any(c in self.id for c in "/\\+#") or self.id in (".", ".."):
+            # It names the camera's folder of face crops, a part of URLs and a level of MQTT topics.
+            raise ConfigError(f"{key}.id: must not hold '/', '\\', '+', '#' or control characters, nor be '.' or '..'; got {self.id!r}")
         _choice(f"{key}.pace", self.pace, ("realtime", "fast"))
         if self.expect_size != (0, 0) and min(self.expect_size) < 1:
             raise ConfigError(f"{key}.expect_size: [width, height] both > 0, or [0, 0] for unknown; got {list(self.expect_size)}")
         _at_least(f"{key}.expect_fps", self.expect_fps, 0)
-        if any(c in self.id for c in "/+#\0"):  # a level of MQTT topic names
-            raise ConfigError(f"{key}.id: must not hold '/', '+', '#' or NUL, got {self.id!r}")
         parts = urlsplit(self.url)
         if parts.scheme == "file":
             if parts.netloc not in ("", "localhost") or not parts.path:
@@ -379,6 +406,8 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    tracks: TracksConfig = field(default_factory=TracksConfig)
+    faces: FacesConfig = field(default_factory=FacesConfig)
     cluster: ClusterConfig | None = _doc("Present: the cameras run on workers of a Ray cluster (see README, Cluster mode).", default=None)
     mqtt: MqttConfig | None = _doc("Present: records are also published to an MQTT broker (see README, MQTT).", default=None)
     camera: tuple[CameraConfig, ...] = ()
@@ -389,6 +418,8 @@ class Config:
         self.output.validate("output")
         self.logging.validate("logging")
         self.http.validate("http")
+        self.tracks.validate("tracks")
+        self.faces.validate("faces")
         if self.cluster is not None:
             self.cluster.validate("cluster")
         if self.mqtt is not None:

@@ -1,4 +1,5 @@
-"""JSON-lines records, schema v1 (see ARCHITECTURE.md): detections and events."""
+"""JSON-lines records, schema v1 (see ARCHITECTURE.md): detections and events (the face
+tracks' ``face_appeared`` and ``face_left`` among them)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def detections(
     latency_ms: float,
     faces: Faces,
 ) -> dict[str, Any]:
-    """One analysed frame. Boxes and landmarks are source pixels rounded to 0.1 px."""
+    """One analysed frame. Boxes and landmarks are source pixels rounded to 0.1 px. The face
+    tracker adds each face's ``track`` (an id, or None for a face it does not follow)."""
     boxes = np.round(faces.boxes.astype(np.float64), 1).tolist()
     scores = np.round(faces.scores.astype(np.float64), 4).tolist()
     landmarks = np.round(faces.landmarks.astype(np.float64), 1).tolist()

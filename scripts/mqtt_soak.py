@@ -80,7 +80,7 @@ def main() -> None:
     with Mosquitto(folder / "broker") as broker:
         subscriber = Subscriber(broker, "dalistream/#", name="soak-subscriber")
         config = demo_config([SAMPLE_CLIP.as_uri()] * args.cameras, folder / "out", camera={"loop": True},
-                             model={"input": [width, height]}, mqtt={"url": broker.url, "publish_detections": True})
+                             model={"input": [width, height]}, tables={"mqtt": {"url": broker.url, "publish_detections": True}})
         runtime = Runtime(config)
         restarts = asyncio.run(soak(runtime, broker, args))
         lines = [json.loads(line) for path in runtime.output_paths for line in path.read_text().splitlines()]

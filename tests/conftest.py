@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dalistream.tools.assets import tracks_clip as tracks_clip_path
 from dalistream.tools.demo import SAMPLE_CLIP, SAMPLE_TRUTH
 from dalistream.tools.groundtruth import ClipTruth
 from dalistream.tools.localserver import SYSTEM_PYTHON, LocalRtspServer
@@ -40,6 +41,14 @@ def model_path() -> Path:
 def sample_clip() -> Path:
     require(SAMPLE_CLIP.is_file() and SAMPLE_TRUTH.is_file(), "sample clip missing: run scripts/setup.sh")
     return SAMPLE_CLIP
+
+
+@pytest.fixture(scope="session")
+def tracks_clip() -> Path:
+    """The clip of walkers that cross and leave (``sample --scene tracks``), its ground truth beside it."""
+    clip = tracks_clip_path()
+    require(clip.is_file() and clip.with_suffix(".gt.json").is_file(), "tracks clip missing: run scripts/setup.sh")
+    return clip
 
 
 @pytest.fixture(scope="session")

@@ -73,6 +73,7 @@ class Coordinator:
         self._workers = Workers(config, plan.device, on_ready=self._ready, event=lambda event, **fields: self._event(None, event, **fields))
         self._seq: dict[str, tuple[int, float]] = {}  # camera → (next seq, clock time of that report)
         self._unplaced: dict[str, str] = {}  # cameras said to have no room (an event) → why
+        self._next_track: dict[str, int] = {}  # camera → the id of its next face track, as last reported
         self._files: set[Path] = set()  # the workers' output files
         self._last_change = time.monotonic()
         self._pending: set[asyncio.Task[Any]] = set()  # camera adds and moves in flight
@@ -152,6 +153,14 @@ class Coordinator:
             status = dataclasses.replace(status, state=UNPLACED, last_error=self._unplaced[camera])
         return CameraReport(config, status, 0, {}, {key: 0 for key in LOSS_KEYS}, {}, 0, 0, 0, None, worker)
 
+    async def faces(self, camera: str) -> list[dict[str, Any]]:
+        """``camera``'s face tracks, from its worker (none while it is unplaced); KeyError when
+        it is not in the cluster."""
+        if camera not in self._cameras:
+            raise KeyError(camera)
+        worker = self._workers.get(self._placement.assignment.get(camera, ""))
+        return [] if worker is None else await worker.actor.faces.remote(camera)
+
     async def latest_frame(self, camera: str) -> AnalysedFrame | None:
         """``camera``'s last analysed frame, fetched from its worker (None while it has none or
         is unplaced); KeyError when it is not in the cluster."""
@@ -197,6 +206,7 @@ class Coordinator:
         self._placement = planner.remove(self._placement, camera)
         self._unplaced.pop(camera, None)
         self._seq.pop(camera, None)
+        self._next_track.pop(camera, None)
         if worker in self._workers.by_id:
             await self._workers.by_id[worker].actor.remove.remote(camera)
         return final
@@ -281,6 +291,7 @@ class Coordinator:
         self._files.update(Path(path) for path in health["files"])
         for camera, report in worker.reports.items():
             self._seq[camera] = (report.next_seq, now)
+            self._next_track[camera] = report.next_track
         self._gather(worker, health.get("records", []))
 
     def _gather(self, worker: WorkerHandle, taken: Iterable[Mapping[str, Any]]) -> None:
@@ -311,12 +322,16 @@ class Coordinator:
                 waiting.append(move.camera)
                 continue
             self._unplaced.pop(move.camera, None)
-            first_seq = 0
+            first_seq, first_track = 0, 1
             if move.camera in self._seq:
                 next_seq, reported_at = self._seq[move.camera]
-                first_seq = next_seq + math.ceil(self.config.pipeline.detect_fps * (time.monotonic() - reported_at + SEQ_SLACK_S))
+                frames = math.ceil(self.config.pipeline.detect_fps * (time.monotonic() - reported_at + SEQ_SLACK_S))
+                first_seq = next_seq + frames
+                # Each frame since the last report may have started up to max_per_camera tracks.
+                first_track = self._next_track.get(move.camera, 1) + frames * self.config.tracks.max_per_camera
             self._seq[move.camera] = (first_seq, time.monotonic())
-            self._spawn(self._start_camera(move.camera, move.target, first_seq, move.source))
+            self._next_track[move.camera] = first_track
+            self._spawn(self._start_camera(move.camera, move.target, first_seq, move.source, first_track))
         if waiting:
             self._waiting(waiting, "no live worker has room for it" if self._slots() else "no worker is ready")
 
@@ -333,19 +348,20 @@ class Coordinator:
                 self._event(camera, "unplaced", reason=reason)
             self._unplaced[camera] = reason
 
-    async def _start_camera(self, camera: str, worker: str, first_seq: int, moved_from: str | None) -> None:
+    async def _start_camera(self, camera: str, worker: str, first_seq: int, moved_from: str | None, first_track: int = 1) -> None:
         if moved_from is not None:
             log.warning("camera moved", camera=camera, worker=worker, moved_from=moved_from, first_seq=first_seq)
-        await self._workers.by_id[worker].actor.add.remote(self._cameras[camera], first_seq, moved_from)
+        await self._workers.by_id[worker].actor.add.remote(self._cameras[camera], first_seq, moved_from, first_track)
 
     async def _move(self, camera: str, source: str, target: str) -> None:
-        """A rebalancing move between two live workers: stopped on one (its records collected
-        first, so they stay in order), started on the other where its ``seq`` left off."""
+        """A rebalancing move between two live workers: stopped on one (its faces in view leave
+        with ``reason: "moved"``, its records collected first, so they stay in order), started on
+        the other where its ``seq`` and track ids left off."""
         giver = self._workers.by_id[source]
         async with giver.taking:
-            next_seq = await giver.actor.remove.remote(camera, target)
+            next_seq, next_track = await giver.actor.remove.remote(camera, target)
             self._gather(giver, await giver.actor.take_records.remote())
-        await self._workers.by_id[target].actor.add.remote(self._cameras[camera], next_seq, source)
+        await self._workers.by_id[target].actor.add.remote(self._cameras[camera], next_seq, source, next_track)
 
     def _stopped(self, worker: WorkerHandle, result: dict[str, Any]) -> None:
         """A ready worker's last answer: what it wrote and lost, its files, its last records."""

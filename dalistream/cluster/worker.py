@@ -66,18 +66,21 @@ class Worker:
             await asyncio.sleep(0.05)
         return await self.health()
 
-    async def add(self, camera: CameraConfig, first_seq: int = 0, moved_from: str | None = None) -> None:
-        """Run ``camera``, its ``seq`` from ``first_seq``; ``moved_from``: the worker that ran it
-        before (a ``moved`` event says so instead of ``added``)."""
+    async def add(self, camera: CameraConfig, first_seq: int = 0, moved_from: str | None = None, first_track: int = 1) -> None:
+        """Run ``camera``, its ``seq`` from ``first_seq`` and its face tracks from ``first_track``;
+        ``moved_from``: the worker that ran it before (a ``moved`` event says so instead of ``added``)."""
         if moved_from is None:
-            self._runtime.add_camera(camera, first_seq=first_seq)
+            self._runtime.add_camera(camera, first_seq=first_seq, first_track=first_track)
         else:
-            self._runtime.add_camera(camera, first_seq=first_seq, event="moved", **{"from": moved_from, "to": self.id})
+            self._runtime.add_camera(camera, first_seq=first_seq, first_track=first_track, event="moved",
+                                     **{"from": moved_from, "to": self.id})
 
-    async def remove(self, camera: str, moved_to: str | None = None) -> int:
-        """Stop ``camera``; returns the ``seq`` its next frame would have had."""
+    async def remove(self, camera: str, moved_to: str | None = None) -> tuple[int, int]:
+        """Stop ``camera`` (its faces in view leave, ``reason: "moved"`` when ``moved_to`` is
+        given); returns the ``seq`` its next frame and the id its next face track would have had."""
         fields = {} if moved_to is None else {"moved_to": moved_to}
-        return (await self._runtime.remove_camera(camera, **fields)).next_seq
+        final = await self._runtime.remove_camera(camera, **fields)
+        return final.next_seq, final.next_track
 
     async def health(self) -> dict[str, Any]:
         """Who and where this worker is, and each camera's report (without its last frame)."""
@@ -106,6 +109,10 @@ class Worker:
         would need CuPy and a GPU of its own to unpickle it."""
         frame = await self._runtime.latest_frame(camera)
         return None if frame is None else dataclasses.replace(frame, image=to_host(frame.image))
+
+    async def faces(self, camera: str) -> list[dict[str, Any]]:
+        """``camera``'s face tracks, for the coordinator's faces endpoint."""
+        return await self._runtime.faces(camera)
 
     async def metrics(self) -> bytes:
         """This worker's ``/metrics`` text."""

@@ -10,7 +10,9 @@ from dalistream.metrics import Stages
 from .gop import DaliGopFrameSource
 from .nvdec import NvdecFrameSource
 from .pyav import PyAvDecoder, PyAvFrameSource
-from .source import DecodeError, Decoded, FrameSelector, FrameSource, FrameSpec, SampledFrame, StreamStart
+from .source import (
+    ArrayFullFrame, CropError, DecodeError, Decoded, FrameSelector, FrameSource, FrameSpec, FullFrame, SampledFrame, StreamStart,
+)
 
 SOURCES: Mapping[str, Mapping[str, type[FrameSource]]] = {
     CPU: {"pyav": PyAvFrameSource},
@@ -39,12 +41,15 @@ def create_source(
 
 __all__ = [
     "SOURCES",
+    "ArrayFullFrame",
+    "CropError",
     "DaliGopFrameSource",
     "DecodeError",
     "Decoded",
     "FrameSelector",
     "FrameSource",
     "FrameSpec",
+    "FullFrame",
     "NvdecFrameSource",
     "PyAvDecoder",
     "PyAvFrameSource",

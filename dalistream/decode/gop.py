@@ -33,7 +33,7 @@ from dalistream.geometry import Letterbox
 from dalistream.ingest.sink import ReceivedAccessUnit
 from dalistream.metrics import Stages
 
-from .source import Decoded, FrameSelector, FrameSource, FrameSpec, SampledFrame, StreamStart
+from .source import ArrayFullFrame, Decoded, FrameSelector, FrameSource, FrameSpec, SampledFrame, StreamStart
 
 MAX_GOP_UNITS = 600  # 24 s at 25 fps: a longer GOP keeps this many units, the tail is dropped
 _RAW_FORMATS = {"H264": "h264", "H265": "hevc"}  # FFmpeg's raw demuxers
@@ -195,7 +195,8 @@ class DaliGopFrameSource(FrameSource):
             input_width, input_height = self.spec.input_size or (width, height)
             letterbox = Letterbox.fit(width, height, input_width, input_height)
             seq, self.next_seq = self.next_seq, self.next_seq + 1
-            frames.append(SampledFrame(self.camera, seq, unit.pts, pixels, letterbox, unit.received, unit.wallclock))
+            full = ArrayFullFrame(pixels, self.spec.pixel_format) if self.spec.crops else None  # crops cut on the device
+            frames.append(SampledFrame(self.camera, seq, unit.pts, pixels, letterbox, unit.received, unit.wallclock, full))
         return len(gop.units), 0
 
     def _run(self, gop: Gop, wanted: list[int]) -> tuple[Any, Any]:

@@ -17,7 +17,9 @@ are mapped back to.
 Every frame is decoded (P-frames need their references); only selected frames are copied
 out of the decoder's frame pool (which the next ``Decode`` call reuses) into a CuPy array of
 their own, in the model's channel order: the GPU graph letterboxes them in the batch. A new
-stream (reconnect, codec or size change) gets a new decoder, as on the CPU.
+stream (reconnect, codec or size change) gets a new decoder, as on the CPU. With face crops
+(``faces.crops``, the default) NVDEC does not scale: crops are cut from the frame at the
+stream's full resolution, on the device, and the GPU graph scales the frame instead.
 
 Unverified on a GPU (none was available while this was written); ``tests/gpu`` and
 ``scripts/gpu_check.sh`` check it against PyAV where one is.
@@ -36,7 +38,7 @@ from dalistream.metrics import Stages
 from dalistream.rtp.annexb import sequence_parameters
 from dalistream.rtp.sps import SpsError, picture_size
 
-from .source import DecodeError, DecoderFrameSource, FrameSelector, FrameSpec
+from .source import ArrayFullFrame, DecodeError, DecoderFrameSource, FrameSelector, FrameSpec
 
 _CODECS = {"H264": "H264", "H265": "HEVC"}
 _CODED_ALIGN = 16  # coded sizes are whole 16-pixel macroblocks (H.264) or 8-pixel coding blocks (H.265)
@@ -192,7 +194,14 @@ class NvdecFrameSource(DecoderFrameSource):
 
     def open(self, codec: str) -> NvdecDecoder:
         self._sequence = b""  # a fresh decoder takes whatever parameters come first
-        return self.decoder(codec, self.spec.input_size)
+        # Face crops are cut at the stream's full resolution: with them, NVDEC does not scale
+        # (the GPU graph scales each frame into its letterbox instead).
+        return self.decoder(codec, None if self.spec.crops else self.spec.input_size)
+
+    def full_frame(self, frame: NvdecFrame, image: Any) -> ArrayFullFrame:
+        """The converted frame itself (full size, owned, on the device): crops are sliced there
+        and only they are copied to the host."""
+        return ArrayFullFrame(image, self.spec.pixel_format)
 
     def needs_new_decoder(self, unit: ReceivedAccessUnit) -> bool:
         sequence = sequence_parameters(unit.data, self._codec) if unit.key else b""

@@ -7,7 +7,7 @@ import numpy as np
 
 from dalistream.geometry import Letterbox
 
-from .source import DecodeError, DecoderFrameSource
+from .source import CropError, DecodeError, DecoderFrameSource
 
 _CODECS = {"H264": "h264", "H265": "hevc"}
 
@@ -63,8 +63,53 @@ class PyAvDecoder:
         return np.ascontiguousarray(image)
 
 
+class PyAvFullFrame:
+    """A decoded frame kept for face crops: FFmpeg's reference-counted frame itself (no copy; the
+    decoder takes fresh buffers while it is held). A crop is cut from its YUV planes and
+    converted alone, by the same swscale conversion as :meth:`PyAvDecoder.convert`."""
+
+    _PLANAR_420 = frozenset({"yuv420p", "yuvj420p"})
+
+    def __init__(self, frame: av.VideoFrame) -> None:
+        self._frame = frame
+        self.width = frame.width
+        self.height = frame.height
+
+    def crop(self, box: tuple[int, int, int, int]) -> np.ndarray:
+        """RGB pixels of ``box``, its corners moved out to even pixels (4:2:0 chroma comes in pairs)."""
+        try:
+            return self._crop(box)
+        except (av.FFmpegError, ValueError) as exc:  # a pixel format swscale or PyAV refuses
+            raise CropError(f"cannot cut a crop from a {self._frame.format.name} frame: {exc}") from exc
+
+    def _crop(self, box: tuple[int, int, int, int]) -> np.ndarray:
+        frame = self._frame
+        if frame.format.name not in self._PLANAR_420:  # another layout: convert it all, then cut
+            x1, y1, x2, y2 = box
+            return np.ascontiguousarray(frame.to_ndarray(format="rgb24", threads=1)[y1:y2, x1:x2])
+        x1, y1 = box[0] & ~1, box[1] & ~1
+        x2, y2 = min(box[2] + (box[2] & 1), self.width & ~1), min(box[3] + (box[3] & 1), self.height & ~1)
+        width, height = max(2, x2 - x1), max(2, y2 - y1)
+        x1, y1 = min(x1, (self.width & ~1) - width), min(y1, (self.height & ~1) - height)
+        planes = [np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size) for plane in frame.planes]
+        packed = np.empty((height * 3 // 2, width), np.uint8)  # yuv420p: Y, then U, then V
+        packed[:height] = planes[0][y1 : y1 + height, x1 : x1 + width]
+        chroma = packed[height:].reshape(2, -1)
+        for index in (1, 2):
+            chroma[index - 1] = planes[index][y1 // 2 : (y1 + height) // 2, x1 // 2 : (x1 + width) // 2].reshape(-1)
+        part = av.VideoFrame.from_ndarray(packed, format=frame.format.name)
+        part.colorspace, part.color_range = frame.colorspace, frame.color_range
+        # One thread: swscale's own threads cost more than a crop's conversion (measured on a
+        # 400x500 crop: 0.16 ms of CPU alone, 0.36 ms and 2.3 ms of wall time with threads=0).
+        return part.to_ndarray(format="rgb24", threads=1)
+
+
 class PyAvFrameSource(DecoderFrameSource):
     """The CPU source: FFmpeg's decoder through PyAV, swscale for the selected frames."""
 
+
     def open(self, codec: str) -> PyAvDecoder:
         return PyAvDecoder(codec)
+
+    def full_frame(self, frame: av.VideoFrame, image: np.ndarray) -> PyAvFullFrame:
+        return PyAvFullFrame(frame)  # ``image`` is the letterboxed copy: the crop comes from the decoded frame

@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+import numpy as np
 import structlog
 
 from dalistream.geometry import Letterbox
 from dalistream.ingest.sink import ReceivedAccessUnit
 from dalistream.metrics import Stages
+from dalistream.models.arrays import to_host
 
 from .timing import FrameTimes
 
@@ -42,6 +44,43 @@ class FrameSpec:
     """Scale into the letterbox of this (width, height); None keeps the source size."""
     pixel_format: str
     """``"bgr24"`` or ``"rgb24"``."""
+    crops: bool = False
+    """Also keep each selected frame's picture at full resolution (:class:`FullFrame`), for face
+    crops."""
+
+
+class CropError(ValueError):
+    """A crop could not be cut from a kept frame (a picture layout the converter refuses)."""
+
+
+class FullFrame(Protocol):
+    """A selected frame's picture at the stream's full resolution, kept (by reference, not
+    converted) until its faces are known, so only the crops asked for are cut and converted."""
+
+    width: int
+    height: int
+
+    def crop(self, box: tuple[int, int, int, int]) -> np.ndarray:
+        """The pixels of ``box`` (``x1, y1, x2, y2``: whole pixels, inside the frame, non-empty)
+        as RGB HWC uint8 on the host; an implementation may widen it by a pixel to align to its
+        chroma subsampling. :class:`CropError` when it cannot."""
+
+
+class ArrayFullFrame:
+    """A :class:`FullFrame` of a picture already converted at full resolution (HWC uint8 in
+    ``pixel_format``, NumPy or CuPy): a crop is sliced where the picture is and only the crop
+    is copied to the host, in RGB. For sources whose selected frames keep the stream's size (the
+    GPU ones without decoder scaling)."""
+
+    def __init__(self, image: Any, pixel_format: str) -> None:
+        self._image = image
+        self._bgr = pixel_format == "bgr24"
+        self.height, self.width = image.shape[:2]
+
+    def crop(self, box: tuple[int, int, int, int]) -> np.ndarray:
+        x1, y1, x2, y2 = box
+        part = self._image[y1:y2, x1:x2]
+        return np.ascontiguousarray(to_host(part[..., ::-1] if self._bgr else part))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +88,8 @@ class SampledFrame:
     """A frame chosen for analysis, converted as its :class:`FrameSpec` says (HWC uint8, owned).
 
     ``image`` is a NumPy array scaled to the letterbox content size (CPU sources) or a CuPy
-    array at the source size (GPU sources: the GPU graph scales it with the batch).
+    array at the source size (GPU sources: the GPU graph scales it with the batch). ``full`` is
+    its full-resolution picture when the spec asks for crops and the source keeps them.
     """
 
     camera: str
@@ -59,6 +99,7 @@ class SampledFrame:
     letterbox: Letterbox
     received: float
     wallclock: float
+    full: FullFrame | None = None
 
 
 class Decoded(NamedTuple):
@@ -157,6 +198,12 @@ class DecoderFrameSource(FrameSource):
     def open(self, codec: str) -> StreamDecoder:
         """A fresh decoder for a stream of ``codec``."""
 
+    @abstractmethod
+    def full_frame(self, frame: DecodedFrame, image: Any) -> FullFrame:
+        """``frame``'s full-resolution picture, valid past the decoder's next call (``image``:
+        what :meth:`StreamDecoder.convert` made of it, which a source decoding on the device at
+        full size can wrap in an :class:`ArrayFullFrame`)."""
+
     def needs_new_decoder(self, unit: ReceivedAccessUnit) -> bool:
         """Whether ``unit`` must start a fresh decoder within the stream (the current one is
         drained first; timing and sampling go on). Never, by default: FFmpeg's decoder follows
@@ -229,5 +276,6 @@ class DecoderFrameSource(FrameSource):
         letterbox = Letterbox.fit(frame.width, frame.height, width, height)
         with self.stages.measure("convert"):
             image = self._decoder.convert(frame, letterbox, self.spec.pixel_format)  # type: ignore[union-attr]
+        full = self.full_frame(frame, image) if self.spec.crops else None
         seq, self.next_seq = self.next_seq, self.next_seq + 1
-        return SampledFrame(self.camera, seq, pts, image, letterbox, unit.received, unit.wallclock)
+        return SampledFrame(self.camera, seq, pts, image, letterbox, unit.received, unit.wallclock, full)

@@ -5,8 +5,9 @@ A camera's cost is CPU time per second of video, in cores:
 - every frame it sends is received and decoded: ``fps × (megapixels × decode_ms_per_mpixel +
   frame_ms)``, where ``frame_ms`` is the event loop's share (receive, depacketize, dispatch);
 - the frames sampled at ``detect_fps`` (at most the stream's rate) are analysed: convert, DALI
-  graph, inference, postprocess, record — CPU ms per analysed frame for one model kind,
-  precision and input size.
+  graph, inference, postprocess, record, face tracking — CPU ms per analysed frame for one
+  model kind, precision and input size (face crops, written per face rather than per frame, are
+  in what the process used beyond the stages, ``unattributed``).
 
 The numbers come from cost tables, in order of preference: the one ``bench`` measured on this
 machine (:data:`COSTS_FILE` in :func:`cache_dir`), then the shipped defaults (the README's
@@ -56,8 +57,9 @@ ASSUMED_FPS = 25.0  # … without expect_fps
 COSTS_FILE = "costs.json"
 TABLE_VERSION = 1
 SHIPPED = "shipped defaults"
-ANALYSIS_STAGES = ("convert", "dali_graph", "inference", "postprocess", "record")  # off the event loop, per analysed frame
+ANALYSIS_STAGES = ("convert", "dali_graph", "inference", "postprocess", "record", "track")  # off the event loop, per analysed frame
 LOOP_STAGES = ("receive+depacketize", "write")  # measured on the event loop thread, inside its CPU time
+PER_EVENT_STAGES = ("crop",)  # measured per face crop written, on a thread of their own: left in "unattributed"
 RESOURCES = {"cpu": "CPU cores", "gpu": "NVDEC engines, GPU memory and inference throughput"}
 
 
@@ -328,7 +330,7 @@ def measured_costs(
     decode = stages["decode"]
     analysis = {name: 1e3 * stages[name].cpu_s / stages[name].items
                 for name in ANALYSIS_STAGES if name in stages and stages[name].items}
-    seen = loop_cpu_s + sum(cost.cpu_s for name, cost in stages.items() if name not in LOOP_STAGES)
+    seen = loop_cpu_s + sum(cost.cpu_s for name, cost in stages.items() if name not in LOOP_STAGES + PER_EVENT_STAGES)
     analysis["unattributed"] = 1e3 * max(0.0, process_cpu_s - seen) / analysed
     return {
         "decode": {device: {"ms_per_mpixel": round(1e3 * decode.cpu_s / decode.items / (width * height / 1e6), 3),

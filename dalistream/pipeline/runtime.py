@@ -35,11 +35,12 @@ from dalistream.metrics import Latencies, Stages, Telemetry
 from dalistream.engine.detector import Detector
 from dalistream.models.kinds import input_convention
 from dalistream.pipeline.batching import Batcher
+from dalistream.pipeline.faces import FaceTracking
 from dalistream.pipeline.preflight import preflight
 from dalistream.pipeline.sampling import IdleWatch, Sampler
 from dalistream.pipeline.capacity import available_cores
 from dalistream.engine.shape import InferenceShape, inference_shape
-from dalistream.pipeline.status import AnalysedFrame, CameraStatus, StatusView
+from dalistream.pipeline.status import STOPPED, AnalysedFrame, CameraStatus, StatusView
 from dalistream.pipeline.units import Put, UnitQueue
 from dalistream.sinks import RecordRelay, RecordWriter, Sink, SinkState, mqtt_sink, output_writer
 
@@ -50,6 +51,7 @@ DECODE_CHUNK = 8  # access units handed to a decode thread at once
 REPORT_INTERVAL_S = 1.0  # how often loss/drop counts become events
 ROUTINE_EVENTS = frozenset({"connected", "end_of_file", "added", "removed", "idle", "active"})  # logged at info, the rest warn
 OUTPUT_CLOSE_S = 5.0  # at shutdown, how long a refusing disk is retried before the rest is lost
+SILENT_SLACK_S = 1.0  # beyond tracks.max_missed_s, how long a camera with faces in view may send nothing
 
 
 def analyse(
@@ -102,6 +104,7 @@ class CameraReport:
     next_seq: int  # the seq its next sampled frame gets
     latest: AnalysedFrame | None
     worker: str | None = None  # the cluster worker running it (cluster mode)
+    next_track: int = 1  # the id its next face track gets
 
 
 @dataclass(slots=True)
@@ -150,7 +153,9 @@ class Runtime:
         self.telemetry = Telemetry()
         self.stages = Stages(self.telemetry.stage_cost)
         self.latencies = Latencies()
-        self._spec = FrameSpec(config.model.input, input_convention(config.model.kind).pixel_format)
+        self._loop: asyncio.AbstractEventLoop | None = None  # set while running
+        self._faces = FaceTracking(config, self.stages, self._emit)
+        self._spec = FrameSpec(config.model.input, input_convention(config.model.kind).pixel_format, crops=self._faces.crops)
         self._cameras: dict[str, _Camera] = {}
         for cam in config.camera:
             self._cameras[cam.id] = self._camera(cam)
@@ -192,8 +197,9 @@ class Runtime:
 
     @property
     def output_problem(self) -> str | None:
-        """Why records are not reaching the output right now, or None."""
-        return self._writer.problem
+        """Why records (or face crops) are not reaching the output right now, or None."""
+        crops = None if self._faces.writer is None else self._faces.writer.problem
+        return self._writer.problem or (None if crops is None else f"face crops: {crops}")
 
     @property
     def output_failed(self) -> bool:
@@ -256,31 +262,39 @@ class Runtime:
             queued_frames=self._batcher.queued(state.config.id),
             next_seq=state.source.next_seq,
             latest=state.status.latest,
+            next_track=self._faces.next_track(state.config.id),
         )
 
     async def latest_frame(self, camera: str) -> AnalysedFrame | None:
         """``camera``'s last analysed frame (for snapshots); KeyError when it is not running."""
         return self.report(camera).latest
 
+    async def faces(self, camera: str) -> list[dict[str, Any]]:
+        """``camera``'s live and recently ended face tracks, latest first; KeyError when it is not running."""
+        self.report(camera)
+        return self._faces.views(camera)
+
     # Cameras at run time.
 
-    def add_camera(self, camera: CameraConfig, *, first_seq: int = 0, event: str = "added", **fields: Any) -> None:
+    def add_camera(self, camera: CameraConfig, *, first_seq: int = 0, first_track: int = 1, event: str = "added",
+                   **fields: Any) -> None:
         """Start ``camera`` (validated by the caller) beside the others: an ``event`` record
         (``added``; ``moved`` with where from, for a camera another worker ran) then its own
-        ``connected``; its frames' ``seq`` start at ``first_seq``. Raises :class:`CameraExists`
-        for an id in use."""
+        ``connected``; its frames' ``seq`` start at ``first_seq``, its face tracks at
+        ``first_track``. Raises :class:`CameraExists` for an id in use."""
         if camera.id in self._cameras:
             raise CameraExists(f"camera {camera.id!r} is already running")
-        state = self._cameras[camera.id] = self._camera(camera)
+        state = self._cameras[camera.id] = self._camera(camera, first_track)
         state.source.next_seq = first_seq
         self.event(camera.id, event, **fields)
         if self._decode_pool is not None:
             self._launch(state)
 
     async def remove_camera(self, camera: str, **fields: Any) -> CameraReport:
-        """Stop ``camera``: its session ends, what it already sent is analysed, a ``removed``
-        event (with ``fields``) is its last record; returns its final report. The other cameras
-        go on as they were. KeyError when absent."""
+        """Stop ``camera``: its session ends, what it already sent is analysed, its faces in view
+        leave (``reason``: ``moved`` when ``fields`` has ``moved_to``, else ``camera_stopped``),
+        a ``removed`` event (with ``fields``) is its last record; returns its final report. The
+        other cameras go on as they were. KeyError when absent."""
         state = self._cameras[camera]
         if state.removing:
             raise KeyError(camera)
@@ -295,20 +309,24 @@ class Runtime:
             self._written.clear()
             self._wake.set()
             await self._written.wait()
+        self._write(self._faces.end(camera, "moved" if "moved_to" in fields else "camera_stopped"))
         self._report_camera(camera, state)
         state.status.stopped()
         final = self._report_of(state)
         self.event(camera, "removed", analysed=state.counts["frames_analysed"], **fields)
         del self._cameras[camera]
+        self._faces.remove(camera)
         return final
 
-    def _camera(self, camera: CameraConfig) -> _Camera:
+    def _camera(self, camera: CameraConfig, first_track: int = 1) -> _Camera:
         pipeline = self.config.pipeline
         sampler = Sampler(pipeline.detect_fps)
+        source = create_source(self.plan.device, camera.id, sampler, self._spec, self.stages, pipeline.gpu_decode)
+        self._faces.add(camera.id, first_track)
         return _Camera(
             camera,
             sampler,
-            create_source(self.plan.device, camera.id, sampler, self._spec, self.stages, pipeline.gpu_decode),
+            source,
             UnitQueue(ACCESS_UNIT_QUEUE),
             CameraStatus(),
             idle_watch=IdleWatch(pipeline.adaptive_idle_s) if pipeline.adaptive else None,
@@ -401,8 +419,11 @@ class Runtime:
                 *(loop.run_in_executor(infer_pool, self._detector) for _ in range(self.shape.detectors))
             )
             log.info("detectors ready", detectors=len(detectors), workers=self.shape.workers, **device_memory(self.plan.device))
+            self._loop = loop
             for sink in self._sinks:
                 sink.start()
+            if self._faces.writer is not None:
+                self._faces.writer.start()
             self._decode_pool = decode_pool
             for state in self._cameras.values():
                 self._launch(state)
@@ -436,7 +457,11 @@ class Runtime:
                 reporting.cancel()
                 *ends, _ = await asyncio.gather(*batching, reporting, return_exceptions=True)
                 drained = next((end for end in ends if isinstance(end, Exception)), None)
+                for camera in cameras:
+                    self._write(self._faces.end(camera.config.id, "service_stopped"))
                 self._report()
+                if self._faces.writer is not None:
+                    await loop.run_in_executor(None, self._faces.writer.close, OUTPUT_CLOSE_S)
                 if stopped_cleanly and drained is None:
                     self._write([records.event(camera=None, event="stopped", wallclock=time.time(), analysed=self.analysed())])
                 for sink in reversed(self._sinks):  # the files last: the others report into them
@@ -524,15 +549,16 @@ class Runtime:
         for state in cameras:
             state.in_flight += 1
         try:
-            out = await asyncio.get_running_loop().run_in_executor(pool, self._detect, detector, frames)
+            out, events = await asyncio.get_running_loop().run_in_executor(pool, self._detect, detector, frames)
             for state, frame, record in zip(cameras, frames, out):
                 state.counts["frames_analysed"] += 1
                 state.counts["faces"] += len(record["faces"])
                 state.status.analysed(AnalysedFrame(frame.image, self._spec.pixel_format, frame.letterbox, record))
-            self._write(out)
+            self._write([line for record, more in zip(out, events) for line in (record, *more)])
             for state, frame, record in zip(cameras, frames, out):
                 if state.idle_watch is not None:
-                    self._adapt(state, state.idle_watch.analysed(frame.received, len(record["faces"])))
+                    tracked = self._faces.live(state.config.id)
+                    self._adapt(state, state.idle_watch.analysed(frame.received, len(record["faces"]), tracked))
         finally:
             for state in cameras:
                 state.in_flight -= 1
@@ -552,19 +578,22 @@ class Runtime:
         else:
             self.event(state.config.id, "active", fps=fps)
 
-    def _detect(self, detector: Detector, frames: list[SampledFrame]) -> list[dict[str, Any]]:
-        """One batch through the detector, as records (on the inference thread)."""
+    def _detect(self, detector: Detector, frames: list[SampledFrame]) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+        """One batch through the detector and the face tracks (on the inference thread): the
+        records, and each one's face events."""
         out = analyse(detector, frames, self.latencies, self.stages)
         self.telemetry.batch.observe(len(frames))
         for record in out:
             self.telemetry.latency.observe(record["latency_ms"] / 1e3)
-        return out
+        return out, [self._faces.track(frame, record) for frame, record in zip(frames, out)]
 
     async def _report_loop(self) -> None:
         while True:
             await asyncio.sleep(REPORT_INTERVAL_S)
             if self._writer.error is not None:
                 raise RuntimeError("the output writer failed; stopping rather than losing every record") from self._writer.error
+            if self._faces.writer is not None and self._faces.writer.error is not None:
+                raise RuntimeError("the face crop writer failed; stopping rather than losing every crop") from self._faces.writer.error
             self._report()
 
     def _report(self) -> None:
@@ -579,6 +608,21 @@ class Runtime:
         for reason, frames in (state.drops - state.reported_drops).items():
             self.event(camera, "dropped", frames=frames, reason=reason)
         state.reported_drops = state.drops.copy()
+        for reason, faces in self._faces.untracked(camera).items():
+            self.event(camera, "faces_untracked", faces=faces, reason=reason)
+        if self.ready and self._faces.live(camera) and not (state.in_flight or self._batcher.queued(camera) or len(state.units)):
+            # Faces still in view of a clip that ended, or of a camera that sent nothing for
+            # longer than a face may be missed: they left (no frame is on its way to say so).
+            last_unit = state.status.last_unit
+            if state.status.state == STOPPED and state.decode_task is not None and state.decode_task.done():
+                self._write(self._faces.end(camera, "camera_stopped"))
+            elif last_unit is not None and time.monotonic() - last_unit > self.config.tracks.max_missed_s + SILENT_SLACK_S:
+                self._write(self._faces.end(camera, "missed"))
+
+    def _emit(self, batch: list[dict[str, Any]]) -> None:
+        """Write records from another thread (the crop writer's events)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._write, batch)
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         with self.stages.measure("write", len(batch)):

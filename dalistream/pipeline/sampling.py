@@ -73,10 +73,12 @@ class Sampler:
 
 class IdleWatch:
     """``pipeline.adaptive``: tells when a camera's analysed frames have shown no face for
-    ``idle_s`` seconds (it goes idle) and when a face shows again (it is active again).
+    ``idle_s`` seconds (it goes idle) and when a face shows again (it is active again). A face
+    still tracked (in view, though the detector missed it in this frame) counts as shown: a
+    camera with a live track is never idle.
 
-    Pure: the caller passes each analysed frame's arrival time (monotonic seconds) and face
-    count, and changes the camera's sampling rate when told.
+    Pure: the caller passes each analysed frame's arrival time (monotonic seconds), its face
+    count and the camera's live tracks, and changes the camera's sampling rate when told.
     """
 
     def __init__(self, idle_s: float) -> None:
@@ -84,9 +86,9 @@ class IdleWatch:
         self.idle = False
         self._last_face: float | None = None  # when the last face (or the first frame) was seen
 
-    def analysed(self, at: float, faces: int) -> bool | None:
+    def analysed(self, at: float, faces: int, tracked: int = 0) -> bool | None:
         """True when the camera just went idle, False when it just became active, else None."""
-        if faces:
+        if faces or tracked:
             self._last_face = at
             if self.idle:
                 self.idle = False

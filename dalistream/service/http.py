@@ -9,6 +9,8 @@
 ``POST /api/v1/cameras``               add a camera: a JSON ``[[camera]]`` table
 ``DELETE /api/v1/cameras/{id}``        remove a camera
 ``GET /cameras/{id}/latest.jpg``       last analysed frame, faces drawn
+``GET /api/v1/cameras/{id}/faces``     face tracks in view and recently ended, with crop URLs
+``GET /faces/{id}/{date}/{t}.jpg``   a face track's best crop (``{t}``: its track)
 =====================================  =====================================================
 
 POST and DELETE need ``Authorization: Bearer <token>`` when ``http.token_env`` names one.
@@ -21,6 +23,7 @@ from collections.abc import Callable
 import json
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 from aiohttp import web
@@ -71,6 +74,8 @@ class HttpService:
             web.get("/api/v1/cameras/{id}", self._get),
             web.delete("/api/v1/cameras/{id}", self._remove),
             web.get("/cameras/{id}/latest.jpg", self._snapshot),
+            web.get("/api/v1/cameras/{id}/faces", self._faces),
+            web.get(r"/faces/{camera}/{day:\d{4}-\d{2}-\d{2}}/{track:\d{1,18}}.jpg", self._crop),
         ])
         self._runner = web.AppRunner(app, access_log=None)
         self.url: str | None = None
@@ -167,6 +172,25 @@ class HttpService:
             return _error(404, f"camera {camera!r} has no analysed frame yet")
         jpeg = await self._snapshots.jpeg(camera, latest)
         return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def _faces(self, request: web.Request) -> web.Response:
+        camera = request.match_info["id"]
+        try:
+            tracks = await self._runtime.faces(camera)
+        except KeyError:
+            return _error(404, f"no camera {camera!r}")
+        for track in tracks:
+            track["crop"] = None if track["crop"] is None else "/" + quote(track["crop"])
+        return web.json_response({"camera": camera, "tracks": tracks}, headers={"Cache-Control": "no-store"})
+
+    async def _crop(self, request: web.Request) -> web.StreamResponse:
+        camera, day, track = (request.match_info[key] for key in ("camera", "day", "track"))
+        if camera in (".", ".."):  # the route already keeps '/' out of it
+            return _error(404, "no such crop")
+        path = self._runtime.config.output.dir / "faces" / camera / day / f"{int(track)}.jpg"
+        if not path.is_file():
+            return _error(404, f"no crop of track {track} of camera {camera!r} on {day}")
+        return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "no-cache"})
 
     def _camera(self, camera: str) -> dict[str, Any]:
         report = self._runtime.report(camera)

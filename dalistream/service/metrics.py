@@ -79,7 +79,8 @@ class RuntimeCollector(Collector):
         yield CounterMetricFamily("dalistream_output_records_written", "Records written to the output.", value=runtime.records_written)
         yield CounterMetricFamily("dalistream_output_records_lost", "Records that never reached the output.", value=runtime.records_lost)
         yield GaugeMetricFamily("dalistream_output_records_queued", "Records waiting for the disk.", value=runtime.output_queued)
-        yield GaugeMetricFamily("dalistream_output_ok", "0 while records are not reaching the output.", value=float(runtime.output_problem is None))
+        yield GaugeMetricFamily("dalistream_output_ok", "0 while records (or face crops) are not reaching the output.",
+                                value=float(runtime.output_problem is None))
         yield from mqtt_metrics(runtime.sink_states())
         for name, mib in device_memory(runtime.plan.device).items():  # the GPU's; nothing on the CPU
             yield GaugeMetricFamily(f"dalistream_{name.removesuffix('_mib')}_bytes", "GPU memory (all its processes).", value=mib << 20)

@@ -34,6 +34,11 @@ def sample_clip(codec: str = "h264") -> Path:
     return HOME / "media" / f"sample_1080p25.{codec}"
 
 
+def tracks_clip(codec: str = "h264") -> Path:
+    """The generated clip for measuring the face tracker (``sample --scene tracks``) in ``codec``."""
+    return HOME / "media" / f"tracks_1080p25.{codec}"
+
+
 SAMPLE_CLIP = sample_clip()
 SAMPLE_TRUTH = HOME / "media" / "sample_1080p25.gt.json"
 

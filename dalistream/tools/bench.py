@@ -53,7 +53,7 @@ def sweep(
     pace: str = "realtime",
     model: Mapping[str, Any] | None = None,
     pipeline: Mapping[str, Any] | None = None,
-    mqtt: Mapping[str, Any] | None = None,
+    tables: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run each camera count in turn (a fresh server and runtime each time); the rows and the
     largest count held (0 when none was). ``mqtt``: the ``[mqtt]`` table, records published too."""
@@ -62,7 +62,7 @@ def sweep(
     with Progress("bench --sweep", "s") as progress:
         for done, cameras in enumerate(counts):
             report = run_local(cameras, duration_s, out / f"{cameras}", transport, source=source, pace=pace,
-                               warmup_s=warmup_s, model=model, pipeline=pipeline, mqtt=mqtt,
+                               warmup_s=warmup_s, model=model, pipeline=pipeline, tables=tables,
                                progress=_Leg(progress, done * run_s, len(counts) * run_s, f"{cameras} cameras"))
             row = report["window"]
             rows.append({**row, "held": held(row)})
@@ -72,7 +72,7 @@ def sweep(
         "warmup_s": warmup_s,
         "model": dict(model or {}),
         "pipeline": dict(pipeline or {}),
-        **({} if mqtt is None else {"mqtt": dict(mqtt)}),
+        **{name: dict(table) for name, table in (tables or {}).items()},
         "rows": rows,
         "held": max((row["cameras"] for row in rows if row["held"]), default=0),
     }

@@ -37,19 +37,19 @@ def demo_config(
     transports: list[str] | None = None,
     camera: Mapping[str, Any] | None = None,
     model: Mapping[str, Any] | None = None,
-    mqtt: Mapping[str, Any] | None = None,
+    tables: Mapping[str, Mapping[str, Any]] | None = None,
     **pipeline: Any,
 ) -> config_module.Config:
     """Cameras ``cam0…`` on ``urls`` (RTSP ones over the matching transport, default TCP), each
     with the ``camera`` keys added (e.g. ``pace`` and ``loop`` for clips); ``model`` keys are
-    added to ``[model]``; ``mqtt``, when given, is the ``[mqtt]`` table."""
+    added to ``[model]``; ``tables``: more tables of the config (e.g. ``{"tracks": {...}}``)."""
     transports = transports or ["tcp"] * len(urls)
     return config_module.from_mapping(
         {
             "pipeline": {"device": "cpu", **pipeline},
             "model": {"onnx": str(MODEL), **(model or {})},
             "output": {"dir": str(out), "prefix": "demo"},
-            **({} if mqtt is None else {"mqtt": dict(mqtt)}),
+            **(tables or {}),
             "camera": [
                 {"id": f"cam{i}", "url": url, **({} if url.startswith("file:") else {"transport": transport}), **(camera or {})}
                 for i, (url, transport) in enumerate(zip(urls, transports, strict=True))
@@ -84,6 +84,7 @@ def run_local(
     warmup_s: float = 0.0,
     model: Mapping[str, Any] | None = None,
     pipeline: Mapping[str, Any] | None = None,
+    tables: Mapping[str, Mapping[str, Any]] | None = None,
     progress: Progress | None = None,
     store_costs: bool = False,
     mqtt: Mapping[str, Any] | None = None,
@@ -94,7 +95,7 @@ def run_local(
     ``source="rtsp"``: the local RTSP server serves it on one mount per camera (over
     ``transport``); ``"file"``: each camera reads the clip itself, looping, at ``pace``.
     ``model``, ``pipeline``: keys added to those tables (e.g. ``precision``, ``max_batch``);
-    ``mqtt``: the ``[mqtt]`` table (records published to a broker as well).
+    ``tables``: other tables of the config (e.g. ``{"tracks": {"enabled": False}}``).
     ``store_costs``: merge the measured per-stage costs into the capacity plan's cost table (the
     report's ``cost_table`` says where).
     """
@@ -104,9 +105,9 @@ def run_local(
     with LocalRtspServer(SAMPLE_CLIP, cameras) if source == "rtsp" else contextlib.nullcontext() as server:
         if server is None:
             config = demo_config([SAMPLE_CLIP.as_uri()] * cameras, out, camera={"pace": pace, "loop": True}, model=model,
-                                 mqtt=mqtt, **(pipeline or {}))
+                                 tables=tables, **(pipeline or {}))
         else:
-            config = demo_config([server.url(i) for i in range(cameras)], out, [transport] * cameras, model=model, mqtt=mqtt,
+            config = demo_config([server.url(i) for i in range(cameras)], out, [transport] * cameras, model=model, tables=tables,
                                  **(pipeline or {}))
         runtime = Runtime(config)
         usage = RunUsage(server)

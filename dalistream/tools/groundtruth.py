@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from dalistream.geometry import iou_matrix
+
 
 @dataclass(frozen=True, slots=True)
 class ClipTruth:
@@ -25,18 +27,6 @@ class ClipTruth:
 
     def at(self, pts: float) -> np.ndarray:
         return self.faces[round(pts * self.fps) % len(self.faces)]
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes ``a`` (N,4) and ``b`` (M,4)."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 @dataclass(frozen=True, slots=True)

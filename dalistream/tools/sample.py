@@ -15,6 +15,15 @@ package uses (``dalistream.tools.assets``)::
 With ``--codec h265`` the same frames are encoded by libx265 (IDR + VPS/SPS/PPS every GOP, no
 B-frames) to ``media/sample_1080p25.h265``, with the same faces in ``media/sample_1080p25.h265.gt.json``.
 
+With ``--scene tracks`` the clip is for measuring a face tracker: sprites walk straight between
+waypoints (``WALKERS``) over the same background, enter and leave the frame, two pairs cross (one
+sprite passing in front of the other) and one leaves the frame briefly and comes back. It goes to
+``media/tracks_1080p25.h264`` with ``media/tracks_1080p25.gt.json``, whose ``faces`` per frame hold
+only the faces at least :data:`VISIBLE_SHARE` visible (inside the frame, not covered by a sprite in
+front), with their identities in ``ids`` (the walker's number, from 1), and the faces less visible
+than that in ``ignored`` and ``ignored_ids`` (neither a miss when not found nor a false detection
+when found).
+
 Ground-truth boxes are in frame pixels, continuous coordinates (a pixel ``i`` spans
 ``[i, i + 1)``), one box per sprite in ``SPRITES`` order. ``params`` is a hash of every
 generator parameter; a rerun with matching outputs does nothing.
@@ -23,6 +32,7 @@ Usage (needs scikit-image, the ``media`` extra)::
 
     python -m dalistream.tools.sample [--out media/sample_1080p25.h264] [--force]
     python -m dalistream.tools.sample --codec h265 [--out media/sample_1080p25.h265] [--force]
+    python -m dalistream.tools.sample --scene tracks [--out media/tracks_1080p25.h264] [--force]
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,7 +52,7 @@ import numpy as np
 from numpy.typing import NDArray
 from skimage import data, transform
 
-from dalistream.tools.assets import sample_clip
+from dalistream.tools.assets import sample_clip, tracks_clip
 
 GENERATOR_VERSION = 1  # bump when a code change alters the pixels or the boxes
 WIDTH = 1920
@@ -62,6 +73,7 @@ X265_PRESET = "ultrafast"
 X265_POOLS = "none"
 X265_FRAME_THREADS = 1
 CODECS = ("h264", "h265")
+SCENES = ("lanes", "tracks")
 
 # Face box of Eileen Collins in ``skimage.data.astronaut()`` (512x512), (x1, y1, x2, y2) in
 # continuous source pixels. Determined once by running engines/retinaface_mnet025.onnx on the
@@ -104,6 +116,36 @@ SPRITES = (
     SpriteSpec(95, (760, 560, 1340, 1080), cycles_x=2, cycles_y=5, phase_x=0.3, phase_y=2.2),
     SpriteSpec(70, (1340, 560, 1920, 1080), cycles_x=5, cycles_y=4, phase_x=4.0, phase_y=0.7),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class WalkerSpec:
+    """One sprite of the ``tracks`` scene, walking straight from waypoint to waypoint."""
+
+    face_height_px: float
+    """Height of the face box in the 1080p frame; sets the sprite scale."""
+    waypoints: tuple[tuple[int, float, float], ...]
+    """(frame, x, y) of the face box centre, frames ascending; absent before the first and after the last."""
+    mirrored: bool = False
+    """Flip the sprite left-right."""
+
+
+# The ``tracks`` scene, drawn in this order (a later walker passes in front of an earlier one).
+# 1 and 2 cross in opposite directions at frame 90, 2 in front and 0.55 face heights lower; 3 and 4
+# cross in an X at frame 260, where 4 covers 3 whole; 5 leaves the frame at the right (frame 22)
+# and at the bottom (frame 208) and comes back each time; 6, a smaller face, passes in front of 5
+# at frame 458. No face is less than VISIBLE_SHARE visible for longer than 0.76 s on end.
+WALKERS = (
+    WalkerSpec(150, ((0, -160.0, 330.0), (180, 2080.0, 330.0))),
+    WalkerSpec(150, ((0, 2080.0, 412.0), (180, -160.0, 412.0)), mirrored=True),
+    WalkerSpec(110, ((200, -120.0, 250.0), (320, 1300.0, 950.0))),
+    WalkerSpec(110, ((200, -120.0, 950.0), (320, 1300.0, 250.0)), mirrored=True),
+    WalkerSpec(130, ((0, 1600.0, 800.0), (20, 2000.0, 800.0), (24, 2000.0, 800.0), (60, 1620.0, 780.0),
+                     (200, 1660.0, 1040.0), (206, 1660.0, 1170.0), (209, 1660.0, 1170.0), (226, 1660.0, 940.0),
+                     (500, 1700.0, 820.0))),
+    WalkerSpec(90, ((340, -100.0, 860.0), (480, 2020.0, 860.0))),
+)
+VISIBLE_SHARE = 0.75  # of a face box's area, in the frame and uncovered: a face the ground truth counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +212,8 @@ class Sprite:
         return [round(x + x1, 1), round(y + y1, 1), round(x + x2, 1), round(y + y2, 1)]
 
 
-def params_hash(codec: str = "h264") -> str:
-    """Short hash of every parameter that changes the generated clip (of ``codec``) or its ground truth."""
+def params_hash(codec: str = "h264", scene: str = "lanes") -> str:
+    """Short hash of every parameter that changes the generated clip (of ``codec`` and ``scene``) or its ground truth."""
     params: dict[str, object] = {
         "version": GENERATOR_VERSION,
         "size": [WIDTH, HEIGHT],
@@ -194,6 +236,10 @@ def params_hash(codec: str = "h264") -> str:
         # The H.264 parameters stay as they were, so existing H.264 clips keep their hash.
         del params["preset"], params["profile"], params["threads"]
         params.update(codec=codec, preset=X265_PRESET, pools=X265_POOLS, frame_threads=X265_FRAME_THREADS)
+    if scene == "tracks":
+        # The lanes scene's parameters stay as they were, so its clips keep their hash.
+        del params["sprites"]
+        params.update(scene=scene, walkers=[asdict(spec) for spec in WALKERS], visible_share=VISIBLE_SHARE)
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -205,11 +251,14 @@ def feathered_alpha(height: int, width: int, feather_px: float) -> NDArray[np.fl
     return (edge * edge * (3.0 - 2.0 * edge))[:, :, None]  # smoothstep
 
 
-def build_sprite(source: NDArray[np.uint8], spec: SpriteSpec) -> Sprite:
-    """Crop, scale and optionally mirror the astronaut; carry the face box along."""
+def scaled_astronaut(
+    source: NDArray[np.uint8], face_height_px: float, mirrored: bool
+) -> tuple[NDArray[np.float32], NDArray[np.float32], tuple[float, float, float, float]]:
+    """The head-and-shoulders crop scaled to ``face_height_px`` (optionally mirrored): its
+    colour, opacity and face box (sprite pixels)."""
     crop_x1, crop_y1, crop_x2, crop_y2 = HEAD_CROP
     face_x1, face_y1, face_x2, face_y2 = ASTRONAUT_FACE_BOX
-    scale = spec.face_height_px / (face_y2 - face_y1)
+    scale = face_height_px / (face_y2 - face_y1)
     crop = source[crop_y1:crop_y2, crop_x1:crop_x2]
     height, width = round(crop.shape[0] * scale), round(crop.shape[1] * scale)
     rgb = transform.resize(crop, (height, width), order=3, anti_aliasing=scale < 1, preserve_range=True)
@@ -218,14 +267,48 @@ def build_sprite(source: NDArray[np.uint8], spec: SpriteSpec) -> Sprite:
     scale_x, scale_y = width / crop.shape[1], height / crop.shape[0]
     box_x1, box_x2 = (face_x1 - crop_x1) * scale_x, (face_x2 - crop_x1) * scale_x
     box_y1, box_y2 = (face_y1 - crop_y1) * scale_y, (face_y2 - crop_y1) * scale_y
-    if spec.mirrored:
+    if mirrored:
         rgb = rgb[:, ::-1]
         box_x1, box_x2 = width - box_x2, width - box_x1
+    alpha = feathered_alpha(height, width, SPRITE_FEATHER_PX * scale)
+    return np.ascontiguousarray(rgb), alpha, (box_x1, box_y1, box_x2, box_y2)
+
+
+def build_sprite(source: NDArray[np.uint8], spec: SpriteSpec) -> Sprite:
+    """Crop, scale and optionally mirror the astronaut; carry the face box along."""
+    rgb, alpha, face_box = scaled_astronaut(source, spec.face_height_px, spec.mirrored)
+    height, width = rgb.shape[:2]
     lane_x1, lane_y1, lane_x2, lane_y2 = spec.lane
     if width > lane_x2 - lane_x1 or height > lane_y2 - lane_y1:
         raise ValueError(f"sprite {width}x{height} for face height {spec.face_height_px} does not fit lane {spec.lane}")
-    alpha = feathered_alpha(height, width, SPRITE_FEATHER_PX * scale)
-    return Sprite(spec, np.ascontiguousarray(rgb), alpha, (box_x1, box_y1, box_x2, box_y2))
+    return Sprite(spec, rgb, alpha, face_box)
+
+
+@dataclass(frozen=True, slots=True)
+class Walker:
+    """A walker's sprite at its final scale, with its face box in sprite pixels."""
+
+    spec: WalkerSpec
+    rgb: NDArray[np.float32]
+    alpha: NDArray[np.float32]
+    face_box: tuple[float, float, float, float]
+
+    def position(self, frame_index: int) -> tuple[int, int] | None:
+        """Top-left corner in the frame at ``frame_index`` (whole pixels), or None when absent."""
+        points = self.spec.waypoints
+        if not points[0][0] <= frame_index <= points[-1][0]:
+            return None
+        (f0, x0, y0), (f1, x1, y1) = next(
+            (a, b) for a, b in zip(points, points[1:] + points[-1:]) if a[0] <= frame_index <= b[0]
+        )
+        share = 0.0 if f1 == f0 else (frame_index - f0) / (f1 - f0)
+        box_x1, box_y1, box_x2, box_y2 = self.face_box
+        centre_x, centre_y = x0 + share * (x1 - x0), y0 + share * (y1 - y0)
+        return round(centre_x - (box_x1 + box_x2) / 2), round(centre_y - (box_y1 + box_y2) / 2)
+
+
+def build_walker(source: NDArray[np.uint8], spec: WalkerSpec) -> Walker:
+    return Walker(spec, *scaled_astronaut(source, spec.face_height_px, spec.mirrored))
 
 
 def render_background(frame_index: int) -> NDArray[np.float32]:
@@ -254,14 +337,65 @@ def render_background(frame_index: int) -> NDArray[np.float32]:
     return image.reshape(HEIGHT, WIDTH, 3)
 
 
+def composite(image: NDArray[np.float32], rgb: NDArray[np.float32], alpha: NDArray[np.float32], x: int, y: int) -> None:
+    """Blend a sprite into ``image`` with its top-left corner at (x, y); what lies outside the frame is cut off."""
+    height, width = rgb.shape[:2]
+    x1, y1, x2, y2 = max(x, 0), max(y, 0), min(x + width, image.shape[1]), min(y + height, image.shape[0])
+    if x1 >= x2 or y1 >= y2:
+        return
+    region = image[y1:y2, x1:x2]
+    region += (rgb[y1 - y : y2 - y, x1 - x : x2 - x] - region) * alpha[y1 - y : y2 - y, x1 - x : x2 - x]
+
+
 def render_frame(frame_index: int, sprites: list[Sprite]) -> NDArray[np.uint8]:
     """(HEIGHT, WIDTH, 3) RGB frame with every sprite composited at its position."""
     image = render_background(frame_index)
     for sprite in sprites:
-        x, y = sprite.position(frame_index)
-        region = image[y : y + sprite.height, x : x + sprite.width]
-        region += (sprite.rgb - region) * sprite.alpha
+        composite(image, sprite.rgb, sprite.alpha, *sprite.position(frame_index))
     return np.clip(image + 0.5, 0.0, 255.0).astype(np.uint8)
+
+
+def render_walkers(frame_index: int, walkers: list[Walker]) -> NDArray[np.uint8]:
+    """(HEIGHT, WIDTH, 3) RGB frame of the ``tracks`` scene: the walkers present, in order."""
+    image = render_background(frame_index)
+    for walker in walkers:
+        if (position := walker.position(frame_index)) is not None:
+            composite(image, walker.rgb, walker.alpha, *position)
+    return np.clip(image + 0.5, 0.0, 255.0).astype(np.uint8)
+
+
+def walker_faces(frame_index: int, walkers: list[Walker]) -> dict[str, list]:
+    """Ground truth of the ``tracks`` scene at ``frame_index``: the counted faces' boxes (cut to
+    the frame) and ids (``faces``, ``ids``), and those of the faces present but less than
+    :data:`VISIBLE_SHARE` visible, outside the frame or behind a later walker's opaque half
+    (``ignored``, ``ignored_ids``)."""
+    truth: dict[str, list] = {"faces": [], "ids": [], "ignored": [], "ignored_ids": []}
+    positions = [walker.position(frame_index) for walker in walkers]
+    for index, (walker, position) in enumerate(zip(walkers, positions)):
+        if position is None:
+            continue
+        x, y = position
+        fx1, fy1, fx2, fy2 = (x + walker.face_box[0], y + walker.face_box[1], x + walker.face_box[2], y + walker.face_box[3])
+        px1, py1, px2, py2 = math.floor(fx1), math.floor(fy1), math.ceil(fx2), math.ceil(fy2)
+        seen = np.zeros((py2 - py1, px2 - px1), bool)
+        seen[max(0, -py1) : max(0, HEIGHT - py1), max(0, -px1) : max(0, WIDTH - px1)] = True  # inside the frame
+        for front, where in zip(walkers[index + 1 :], positions[index + 1 :]):
+            if where is None:
+                continue
+            ox, oy = where
+            opaque = front.alpha[..., 0] > 0.5
+            ax1, ay1 = max(px1, ox), max(py1, oy)
+            ax2, ay2 = min(px2, ox + opaque.shape[1]), min(py2, oy + opaque.shape[0])
+            if ax1 < ax2 and ay1 < ay2:
+                seen[ay1 - py1 : ay2 - py1, ax1 - px1 : ax2 - px1] &= ~opaque[ay1 - oy : ay2 - oy, ax1 - ox : ax2 - ox]
+        share = seen.sum() / seen.size
+        if share <= 0:
+            continue
+        box = [round(max(fx1, 0.0), 1), round(max(fy1, 0.0), 1), round(min(fx2, WIDTH), 1), round(min(fy2, HEIGHT), 1)]
+        boxes, ids = ("faces", "ids") if share >= VISIBLE_SHARE else ("ignored", "ignored_ids")
+        truth[boxes].append(box)
+        truth[ids].append(index + 1)
+    return truth
 
 
 def encoder_settings(codec: str) -> tuple[str, str, dict[str, str]]:
@@ -297,8 +431,8 @@ def encoder_settings(codec: str) -> tuple[str, str, dict[str, str]]:
     return "h264", "libx264", {"preset": X264_PRESET, "profile": X264_PROFILE, "x264-params": x264_params}
 
 
-def encode(out: Path, sprites: list[Sprite], codec: str = "h264") -> None:
-    """Render every frame and encode it to an Annex-B H.264 or H.265 file at ``out``."""
+def encode(out: Path, render: Callable[[int], NDArray[np.uint8]], codec: str = "h264") -> None:
+    """Render every frame (``render(frame_index)``, RGB) and encode it to an Annex-B H.264 or H.265 file at ``out``."""
     container_format, encoder, options = encoder_settings(codec)
     with av.open(str(out), mode="w", format=container_format) as container:
         stream = container.add_stream(encoder, rate=FPS, options=options)
@@ -310,7 +444,7 @@ def encode(out: Path, sprites: list[Sprite], codec: str = "h264") -> None:
         stream.codec_context.max_b_frames = 0
         stream.codec_context.thread_count = X264_THREADS
         for frame_index in range(FRAMES):
-            rgb = av.VideoFrame.from_ndarray(render_frame(frame_index, sprites), format="rgb24")
+            rgb = av.VideoFrame.from_ndarray(render(frame_index), format="rgb24")
             frame = rgb.reformat(format="yuv420p")
             frame.pts = frame_index
             container.mux(stream.encode(frame))
@@ -338,39 +472,42 @@ def is_up_to_date(video: Path, gt_path: Path, params: str) -> bool:
     return isinstance(stored, dict) and stored.get("params") == params
 
 
+def scene_truth(scene: str, source: NDArray[np.uint8]) -> tuple[Callable[[int], NDArray[np.uint8]], dict[str, object]]:
+    """``scene``'s frame renderer and its ground truth (besides the clip's size, rate and params)."""
+    if scene == "tracks":
+        walkers = [build_walker(source, spec) for spec in WALKERS]
+        frames = [walker_faces(i, walkers) for i in range(FRAMES)]
+        return (lambda i: render_walkers(i, walkers)), {key: [frame[key] for frame in frames] for key in frames[0]}
+    sprites = [build_sprite(source, spec) for spec in SPRITES]
+    return (lambda i: render_frame(i, sprites)), {"faces": [[sprite.face_box_at(i) for sprite in sprites] for i in range(FRAMES)]}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codec", choices=CODECS, default="h264", help="video codec (default h264)")
-    parser.add_argument("--out", type=Path, help=f"output path (default {sample_clip('<codec>')})")
+    parser.add_argument("--scene", choices=SCENES, default="lanes",
+                        help="lanes: the sample clip (default); tracks: walkers that cross and leave, for tracking")
+    parser.add_argument("--out", type=Path, help=f"output path (default {sample_clip('<codec>')}, or {tracks_clip('<codec>')})")
     parser.add_argument("--force", action="store_true", help="regenerate even when the outputs are up to date")
     args = parser.parse_args(argv)
 
-    video: Path = args.out or sample_clip(args.codec)
+    video: Path = args.out or (tracks_clip if args.scene == "tracks" else sample_clip)(args.codec)
     gt_path = ground_truth_path(video)
-    params = params_hash(args.codec)
+    params = params_hash(args.codec, args.scene)
     if not args.force and is_up_to_date(video, gt_path, params):
         print(f"{video} and {gt_path} are up to date (params {params}); nothing to do")
         return 0
 
     started = time.monotonic()
-    source = data.astronaut()
-    sprites = [build_sprite(source, spec) for spec in SPRITES]
+    render, truth = scene_truth(args.scene, data.astronaut())
     video.parent.mkdir(parents=True, exist_ok=True)
     # Write both outputs under temporary names and rename at the end, so an interrupted run
     # never leaves a clip that looks up to date.
     video_tmp = video.with_name(video.name + ".tmp")
     gt_tmp = gt_path.with_name(gt_path.name + ".tmp")
-    encode(video_tmp, sprites, args.codec)
-    ground_truth = {
-        "width": WIDTH,
-        "height": HEIGHT,
-        "fps": FPS,
-        "frames": FRAMES,
-        "gop": GOP,
-        "params": params,
-        "faces": [[sprite.face_box_at(i) for sprite in sprites] for i in range(FRAMES)],
-    }
+    encode(video_tmp, render, args.codec)
+    ground_truth = {"width": WIDTH, "height": HEIGHT, "fps": FPS, "frames": FRAMES, "gop": GOP, "params": params, **truth}
     gt_tmp.write_text(json.dumps(ground_truth, separators=(",", ":")) + "\n")
     video_tmp.replace(video)
     gt_tmp.replace(gt_path)

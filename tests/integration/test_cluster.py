@@ -163,6 +163,12 @@ def test_six_cameras_on_three_workers_survive_a_killed_worker_and_a_lost_node(rt
         for camera in lost["cameras"]:
             moved = [line for line in lines if line["camera"] == camera and line.get("event") == "moved"]
             assert any(m["from"] == lost["id"] and m["to"] != lost["id"] for m in moved), moved
+            # Its face tracks' ids go on past the lost worker's (never one used twice).
+            at = timestamp(next(m for m in moved if m["from"] == lost["id"]))
+            tracks = [(timestamp(line), face["track"]) for line in lines if line["camera"] == camera and line["type"] == "detections"
+                      for face in line["faces"] if face["track"] is not None]
+            before, after = {t for when, t in tracks if when < at}, {t for when, t in tracks if when >= at}
+            assert before and after and min(after) > max(before), (camera, sorted(before), sorted(after))
     # Nothing else paused: cameras on the worker that lived through both failures were never
     # restarted or moved once they had moved there, and kept being analysed. (Here three workers,
     # the server and Ray share two cores, and a replacement worker loading its model takes most

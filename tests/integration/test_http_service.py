@@ -1,11 +1,13 @@
 """The HTTP surface of a real service process (``[http] listen``) against the real GStreamer
-server: metrics, health, the camera API with its token, snapshots, the status page in a real
-headless Chromium, cameras added and removed while the others stream, SIGHUP."""
+server: metrics, health, the camera API with its token, snapshots, face tracks and their crops,
+the status page in a real headless Chromium, cameras added and removed while the others
+stream, SIGHUP."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -191,12 +193,30 @@ def test_metrics_health_snapshots_and_the_status_page(rtsp_server, model_path: P
     assert ((green > 200) & (red < 90) & (blue < 90)).sum() > 250  # the faces' green boxes
     assert running.request("GET", "/cameras/nope/latest.jpg")[0] == 404
 
+    status, faces = running.json("GET", "/api/v1/cameras/cam0/faces")
+    assert status == 200 and faces["camera"] == "cam0", faces
+    live = [track for track in faces["tracks"] if track["state"] == "live"]
+    assert len(live) >= 3 and [t["track"] for t in faces["tracks"]] == sorted((t["track"] for t in faces["tracks"]), reverse=True)
+    with_crop = [track for track in live if track["crop"] is not None]
+    assert with_crop and all(t["crop"] == f"/faces/cam0/{t['first'][:10]}/{t['track']}.jpg" for t in with_crop), live
+    status, headers, jpeg = running.request("GET", with_crop[0]["crop"])
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    x1, y1, x2, y2 = with_crop[0]["box"]
+    # The crop is cut from the 1080p frame (with a margin), not the 640x360 one analysed.
+    assert Image.open(BytesIO(jpeg)).height >= 1.2 * (y2 - y1), (Image.open(BytesIO(jpeg)).size, with_crop[0])
+    assert running.request("GET", "/faces/cam0/2001-01-01/1.jpg")[0] == 404
+    assert running.request("GET", "/faces/%2E%2E/2001-01-01/1.jpg")[0] == 404
+    assert running.request("GET", "/api/v1/cameras/nope/faces")[0] == 404
+
     require(CHROMIUM is not None, "Chromium missing (Debian package chromium): run scripts/setup.sh")
     browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=5000"]
     dom = subprocess.run([*browser, "--dump-dom", running.base + "/"], capture_output=True, text=True, timeout=60).stdout
     for camera in ("cam0", "cam1"):
         assert f'data-camera="{camera}" data-state="streaming"' in dom, dom[-2000:]
-    assert dom.count('data-loaded="1"') == 2, dom[-2000:]  # both snapshots shown
+    assert len(re.findall(r'<img alt="latest analysed frame of cam\d" [^>]*data-loaded="1"', dom)) == 2, dom[-2000:]  # both snapshots
+    assert [int(live) >= 3 for live in re.findall(r'data-live="(\d+)"', dom)] == [True, True], dom[-2000:]  # faces in view
+    assert len(re.findall(r'<span data-track="\d+">#\d+ [\d.]+ s</span>', dom)) >= 6, dom[-2000:]
+    assert len(re.findall(r'<img data-track="\d+" [^>]*data-loaded="1"', dom)) >= 4, dom[-2000:]  # crops shown
     assert PASSWORD not in dom and PASSWORD not in text.decode()
     screenshot = tmp_path / "page.png"
     subprocess.run([*browser, "--window-size=1200,800", f"--screenshot={screenshot}", running.base + "/"],

@@ -1,5 +1,5 @@
 """Output that never lies, on real tmpfs mounts: a disk that fills and is freed, one that stays
-full, and directories that cannot take the output."""
+full, directories that cannot take the output, and face crops on a full disk."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import require
 from dalistream.pipeline.runtime import Runtime
+from dalistream.sinks.crops import CropWriter
 from dalistream.tools.demo import demo_config
+from dalistream.tracks.faces import CropWrite
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +121,26 @@ def test_an_output_directory_that_cannot_be_written_stops_check_and_start(case: 
         done = subprocess.run([sys.executable, "-m", "dalistream", *command], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2, (command, done.stderr)
         assert "output.dir:" in done.stderr and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_face_crops_on_a_full_disk_are_lost_counted_and_said_never_a_crash(tmpfs):
+    """The crop writer on a real full file system: crops refused are counted, the service's
+    problem says why, and once a crop is written again a ``crop_gap`` event says how many were
+    lost and when."""
+    out = tmpfs("2m")
+    events: list = []
+    crops = CropWriter(out, keep_days=0, max_bytes=2**20, emit=events.extend).start()
+    picture = np.random.default_rng(0).integers(0, 255, (300, 240, 3), dtype=np.uint8)  # incompressible
+    filler = fill(out)
+    crops.submit([CropWrite(f"faces/cam0/2026-09-21/{n}.jpg", picture, "cam0", n) for n in range(3)])
+    deadline = time.monotonic() + 10
+    while crops.lost < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert crops.lost == 3 and crops.written == 0 and "space" in (crops.problem or "").lower()
+    assert not list(out.rglob("*.jpg")) and not list(out.rglob("*.partial"))  # nothing half written
+    filler.unlink()
+    crops.submit([CropWrite("faces/cam0/2026-09-21/9.jpg", picture, "cam0", 9)])
+    crops.close()
+    (gap,) = events
+    assert gap["event"] == "crop_gap" and gap["crops_lost"] == 3 and "space" in gap["reason"].lower(), gap
+    assert crops.written == 1 and crops.problem is None and crops.error is None

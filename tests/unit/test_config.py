@@ -123,7 +123,7 @@ def test_mqtt_table_is_optional_and_validated(monkeypatch):
             from_mapping({"mqtt": table, "camera": [CAMERA]})
 
 
-@pytest.mark.parametrize("camera_id", ["lobby/1", "lobby+", "#lobby"])
+@pytest.mark.parametrize("camera_id", ["lobby/1", "lobby+", "#lobby", "lob\0by"])
 def test_camera_ids_are_mqtt_topic_levels(camera_id):
-    with pytest.raises(ConfigError, match=re.escape("camera[0].id: must not hold '/', '+', '#'")):
+    with pytest.raises(ConfigError, match=re.escape("camera[0].id: must not hold '/', '\\', '+', '#' or control characters")):
         from_mapping({"camera": [{"id": camera_id, "url": "rtsp://h/x"}]})

@@ -187,7 +187,7 @@ def test_the_gop_source_runs_dali_on_its_stream_and_copies_the_frames_there(monk
     monkeypatch.setattr(dali, "build", lambda graph, **arguments: Pipe())
     clip = encode(tmp_path / "gops.h264", [(64, 48, 15)], gop=5)
     codec, units = clip_units(clip, 10.0)
-    source = DaliGopFrameSource("cam", Sampler(10.0), FrameSpec((64, 64), "bgr24"), Stages())
+    source = DaliGopFrameSource("cam", Sampler(10.0), FrameSpec((64, 64), "bgr24", crops=True), Stages())
     decoded = source.process([StreamStart(codec), *(ReceivedAccessUnit(u.data, u.key, u.pts, 0.0, 0.0) for u in units)])
     frames = decoded.frames + source.finish().frames
     assert len(runs) == 3 and all(data[0] == 0x47 for _, data, _ in runs)  # three GOPs, each an MPEG-TS stream
@@ -202,3 +202,4 @@ def test_the_gop_source_runs_dali_on_its_stream_and_copies_the_frames_there(monk
         pixels = frame.image.get()
         np.testing.assert_array_equal(pixels, original[..., ::-1])  # BGR, for RetinaFace
         assert not np.shares_memory(frame.image._host, original)
+        np.testing.assert_array_equal(frame.full.crop((8, 4, 24, 20)), original[4:20, 8:24])  # face crops: RGB, cut on the device

@@ -13,6 +13,7 @@ LAYERS = (
     ("geometry", "config", "metrics", "cache", "progress", "logs", "rtp", "graphs"),
     ("device", "models", "dali"),
     ("records", "ingest"),
+    ("tracks",),
     ("decode",),
     ("engine",),
     ("sinks",),

@@ -4,6 +4,7 @@ frames keep the stream's size, and what happens before the first SPS. tests/gpu 
 
 from __future__ import annotations
 
+import sys
 import types
 from pathlib import Path
 
@@ -127,3 +128,18 @@ def test_a_scaling_nvdec_refuses_is_a_decode_error(nvc: types.ModuleType, sample
     source = NvdecFrameSource("cam", Sampler(25.0), FrameSpec((640, 640), "bgr24"), Stages())
     decoded = source.process([StreamStart(codec), *units])
     assert decoded.errors == len(units) and not decoded.frames
+
+
+def test_with_face_crops_nvdec_keeps_the_full_size_and_crops_are_cut_on_the_device(nvc: types.ModuleType, sample_clip: Path) -> None:
+    codec, units = received_units(sample_clip, 0.5)
+    source = NvdecFrameSource("cam", Sampler(5.0), FrameSpec((640, 640), "bgr24", crops=True), Stages())
+    frames = source.process([StreamStart(codec), *units]).frames
+    assert made(nvc)[0][1] is None  # no decoder-side scaling: crops are at full resolution
+    (frame, *_) = frames
+    assert frame.image.shape == (1080, 1920, 3) and frame.full.width == 1920
+    cupy = sys.modules["cupy"]
+    before = list(fake_gpu.device_of(cupy).round_trips)
+    crop = frame.full.crop((100, 200, 164, 280))
+    assert type(crop) is np.ndarray and crop.shape == (80, 64, 3)
+    np.testing.assert_array_equal(crop, frame.image.get()[200:280, 100:164, ::-1])  # RGB
+    assert fake_gpu.device_of(cupy).round_trips == [*before, "get", "get"]  # the crop; then the test's own look

@@ -159,3 +159,13 @@ def test_idle_watch_goes_idle_after_a_faceless_stretch_and_wakes_at_a_face():
     assert watch.analysed(131.0, 0) is True
     busy = IdleWatch(10.0)
     assert all(busy.analysed(100.0 + t, 1) is None for t in range(30)) and not busy.idle
+
+
+def test_a_camera_with_a_live_face_track_never_goes_idle():
+    """Frames where the detector found nothing while a face is still tracked count as a face."""
+    watch = IdleWatch(1.0)
+    assert watch.analysed(0.0, 1) is None
+    assert all(watch.analysed(0.2 * step, 0, tracked=1) is None for step in range(1, 50))
+    assert watch.analysed(10.0, 0) is None  # the track ended: the count starts from its last frame
+    assert watch.analysed(11.0, 0) is True
+    assert watch.analysed(11.2, 0, tracked=1) is False  # a face tracked again wakes it
