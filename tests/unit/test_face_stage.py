@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import structlog
 from PIL import Image
 
 from dalistream.config import Config, from_mapping
@@ -67,17 +68,18 @@ def test_tracks_in_records_and_the_best_crop_on_the_disk_at_full_resolution(tmp_
     assert events == [] and stage.next_track("cam0") == 6
 
 
-def test_a_picture_that_cannot_be_cut_is_said_once_and_tracking_goes_on(tmp_path: Path, capsys):
+def test_a_picture_that_cannot_be_cut_is_said_once_and_tracking_goes_on(tmp_path: Path):
     stage = FaceTracking(config(tmp_path), Stages(), [].extend)
     stage.add("cam0")
     image = picture()
     out = [record(i, [[600.0, 300.0, 720.0, 450.0], [1200.0, 300.0, 1320.0, 450.0]]) for i in range(4)]
-    for i, rec in enumerate(out):
-        stage.track(frame(i, image, Refusing()), rec)
+    with structlog.testing.capture_logs() as logs:
+        for i, rec in enumerate(out):
+            stage.track(frame(i, image, Refusing()), rec)
     assert [[face["track"] for face in rec["faces"]] for rec in out] == [[1, 2]] * 4
     left = stage.end("cam0", "camera_stopped")
     assert [e["crop"] for e in left] == [None, None]
-    assert capsys.readouterr().out.count("face crop failed") == 1
+    assert [entry["event"] for entry in logs].count("face crop failed; tracks go on without that picture") == 1
 
 
 def test_crops_off_keeps_no_picture_and_scores_nothing(tmp_path: Path):
