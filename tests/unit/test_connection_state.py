@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -217,9 +218,12 @@ def test_policy_rejects_invalid_values(kwargs):
         ConnectionPolicy(**kwargs)
 
 
-@given(st.lists(st.tuples(st.sampled_from(["tick", "packet", "fail", "fail461"]), st.floats(0.0, 3.0)), max_size=60))
-def test_random_inputs_keep_the_machine_consistent(steps):
-    """Whatever happens, every failure yields disconnected+reconnecting, and time never stalls it."""
+@given(
+    st.lists(st.tuples(st.sampled_from(["tick", "packet", "fail", "fail461"]), st.floats(0.0, 3.0)), max_size=60),
+    st.sampled_from([0.0, 6.0, 60.0]),
+)
+def test_random_inputs_keep_the_machine_consistent(steps, session_timeout_s):
+    """Whatever happens, every failure yields disconnected+reconnecting, and the deadline is when the next tick acts."""
     m = machine(ConnectionPolicy(transport="udp", backoff_cap_s=4.0), draw=0.5)
     m.start()
     now = 0.0
@@ -231,14 +235,30 @@ def test_random_inputs_keep_the_machine_consistent(steps):
                     assert m.state is State.CONNECTING
         elif kind == "packet":
             if m.state is State.CONNECTING:
-                m.connected(now, session_timeout_s=6.0)
+                m.connected(now, session_timeout_s=session_timeout_s)
             m.packet(now)
         elif m.state in (State.CONNECTING, State.PLAYING):
             names = [e for e, _ in events(m.failed(now, "x", unsupported_transport=kind == "fail461"))]
             assert names == ["disconnected", "reconnecting"]
             assert m.deadline() - now <= 4.0
-        assert m.deadline() >= now or m.state is not State.CONNECTING
+        assert_deadline_is_when_tick_acts(m)
         assert m.transport in ("udp", "tcp")
+
+
+def assert_deadline_is_when_tick_acts(m: ConnectionMachine) -> None:
+    """The shell sleeps until ``deadline()`` and then ticks: that tick must act, and none before it.
+
+    A deadline too early makes the shell spin on ticks that do nothing; one too late misses a
+    stall, a keep-alive or a retry. Checked on copies, so the run goes on undisturbed.
+    """
+    deadline, state = m.deadline(), m.state
+    if deadline == math.inf:
+        assert copy.deepcopy(m).tick(1e300) == [], f"{state}: no deadline, yet a tick acts"
+        return
+    assert math.isfinite(deadline)
+    assert copy.deepcopy(m).tick(deadline) != [], f"{state}: the tick at the deadline {deadline} does nothing"
+    before = copy.deepcopy(m)
+    assert before.tick(math.nextafter(deadline, -math.inf)) == [] and before.state is state
 
 
 def test_auto_starts_on_tcp_and_moves_to_udp_when_tcp_is_refused_for_good():
