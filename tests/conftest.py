@@ -7,6 +7,7 @@ fails, so a broken set-up can never pass as "skipped".
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dalistream.tools.assets import tracks_clip as tracks_clip_path
+from dalistream.tools.broker import tls_files as make_tls_files
 from dalistream.tools.demo import SAMPLE_CLIP, SAMPLE_TRUTH
 from dalistream.tools.groundtruth import ClipTruth
 from dalistream.tools.localserver import SYSTEM_PYTHON, LocalRtspServer
@@ -79,3 +81,10 @@ def rtsp_server(sample_clip: Path, gst_rtsp_server_available: None) -> Iterator[
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM), made with Debian's openssl."""
+    require(shutil.which("openssl") is not None, "openssl missing: apt-get install openssl")
+    return make_tls_files(tmp_path)

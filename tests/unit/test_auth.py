@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import ssl
 
 import pytest
+from aiortsp.rtsp.errors import RTSPConnectionError
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -364,11 +366,45 @@ def test_credentials_from_config_and_environment(monkeypatch):
     assert camera_config(url="rtsp://urluser@h/x", password_env="CAM_PW").credentials() == ("urluser", "from-env")
 
 
-def test_rtsps_urls_and_tls_settings(tmp_path):
+def test_rtsps_config_keeps_the_ca_file_and_verify_setting(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     camera = camera_config(url="rtsps://h/x", tls_ca_file=str(ca), tls_verify=False)
     assert (camera.tls_ca_file, camera.tls_verify) == (str(ca), False)
+
+
+@pytest.mark.parametrize(
+    ("settings", "refused"),
+    [({}, True), ({"tls_verify": False}, False), ("ca", False)],
+    ids=["verify-by-default", "tls_verify-false", "tls_ca_file"],
+)
+def test_tls_handshake_with_a_self_signed_camera_follows_the_settings(tls_files, settings, refused):
+    """A real TLS server on loopback with a self-signed certificate: refused unless the camera's
+    settings trust it (its CA file) or waive the check (``tls_verify = false``)."""
+    cert, key = tls_files
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+
+    async def handshake() -> str:
+        server = await asyncio.start_server(lambda _, writer: None, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        fields = {"tls_ca_file": str(cert)} if settings == "ca" else settings
+        session = RtspSession.for_camera(camera_config(url=f"rtsps://127.0.0.1:{port}/x", **fields), "tcp")
+        connection = RtspConnection("127.0.0.1", port, None, logger=logging.getLogger("test"), timeout=5.0, ssl_context=session.ssl_context)
+        try:
+            await connection.prepare()
+            return "shook hands"
+        except RTSPConnectionError as exc:
+            return str(exc)
+        finally:
+            connection.close()
+            server.close()
+
+    outcome = asyncio.run(handshake())
+    if refused:
+        assert "CERTIFICATE_VERIFY_FAILED" in outcome and "self-signed" in outcome, outcome
+    else:
+        assert outcome == "shook hands"
 
 
 @pytest.mark.parametrize(
