@@ -131,7 +131,8 @@ def test_challenges_parse(headers, expected):
 
 @pytest.mark.parametrize(
     "header",
-    ['realm="x"', 'Basic"x"', 'Digest realm="open', "Digest realm=x nonce=y", "Digest a=1, a=2", "Basic realm=x y=", "Negotiate abc==, x=y"],
+    ['realm="x"', 'Basic"x"', 'Digest realm="open', "Digest realm=x nonce=y", "Digest a=1, a=2", "Basic realm=x y=", "Negotiate abc==, x=y",
+     'Digest realm="a\r\nX-Injected: 1", nonce="n"', 'Digest realm="a\\\0", nonce="n"'],  # fmt: skip
 )
 def test_malformed_challenges_raise_challenge_error(header):
     with pytest.raises(ChallengeError):
@@ -156,8 +157,42 @@ def test_hostile_challenges_raise_only_our_errors(headers):
     assert all(c.scheme == c.scheme.lower() and all(k == k.lower() for k in c.params) for c in challenges)
 
 
-@given(st.one_of(header_text, st.lists(header_text, max_size=3)))
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# Well-formed challenges with hostile contents: known and unknown schemes, parameters and values
+# (quotes, backslashes, commas, control characters and non-ASCII inside quoted strings).
+_text = st.text(st.one_of(st.sampled_from('"\\,=; \té'), st.characters(exclude_categories=("Cc", "Cs"))), max_size=12)
+
+
+def _value(*known: str) -> st.SearchStrategy[str]:
+    return st.one_of(st.sampled_from(known or ("v",)), _text).map(_quoted)
+
+
+_challenge = st.builds(
+    lambda scheme, params: " ".join([scheme, ", ".join(f"{name}={value}" for name, value in params.items())]).strip(),
+    st.sampled_from(["Digest", "Digest", "digest", "Basic", "Negotiate"]),
+    st.fixed_dictionaries(
+        {"nonce": _value("n")},
+        optional={
+            "realm": _value("r", "r\r\nX-Injected: 1", "\0"),
+            "qop": _value("auth", "auth-int", "auth,auth-int", "x"),
+            "algorithm": _value("MD5", "md5-sess", "SHA-256", "SHA-256-sess", "SHA-512-256"),
+            "stale": _value("true", "false"),
+            "opaque": _value(),
+            "x": _value(),
+        },
+    ),
+)
+_challenges = st.lists(_challenge, min_size=1, max_size=3).map(", ".join)
+HOSTILE = st.one_of(header_text, st.lists(header_text, max_size=3), _challenges, st.lists(_challenges, min_size=1, max_size=2))
+
+
+@given(HOSTILE)
 def test_authenticator_on_hostile_challenges_raises_only_auth_error(headers):
+    """Anything but AuthError escapes nowhere; an answered challenge gives a header that parses
+    back to one offered challenge's realm and nonce, with the response RFC 7616 computes."""
     auth = Authenticator(Credentials("user", "pw"), cnonce=lambda: "c")
     try:
         auth.challenged(headers)
@@ -165,7 +200,18 @@ def test_authenticator_on_hostile_challenges_raises_only_auth_error(headers):
         assert "pw" not in str(exc).replace("(401)", "")
         return
     header = auth.authorization("DESCRIBE", "rtsp://h/x")
-    assert header is not None and header.split(" ", 1)[0] in ("Basic", "Digest")
+    assert header is not None and not any(c in header for c in "\r\n\0"), header
+    if header.startswith("Basic "):
+        assert header == basic_authorization(Credentials("user", "pw"))
+        return
+    mine = fields(header)
+    offered = [c.params for c in parse_challenges(headers) if c.scheme == "digest"]
+    assert any((p.get("realm", ""), p["nonce"]) == (mine["realm"], mine["nonce"]) for p in offered if "nonce" in p)
+    assert mine["username"] == "user" and mine["uri"] == "rtsp://h/x"
+    assert mine["response"] == digest_response(
+        Credentials("user", "pw"), algorithm=mine["algorithm"], realm=mine["realm"], nonce=mine["nonce"],
+        method="DESCRIBE", uri="rtsp://h/x", qop=mine.get("qop"), nc=mine.get("nc", ""), cnonce=mine.get("cnonce", ""),
+    )  # fmt: skip
 
 
 # --- the Authenticator's decisions --------------------------------------------------------------
