@@ -188,12 +188,12 @@ def test_packets_outside_playing_are_ignored_and_misuse_raises():
     m = machine()
     m.packet(1.0)
     assert m.tick(100.0) == []
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"^failed\(\) in state idle$"):
         m.failed(0.0, "x")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"^connected\(\) in state idle$"):
         m.connected(0.0, session_timeout_s=60.0)
     m.start()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"^start\(\) in state connecting$"):
         m.start()
 
 
@@ -202,20 +202,40 @@ def test_zero_session_timeout_means_no_keepalive():
     m.start()
     play(m, 0.0, timeout_s=0.0)
     assert m.deadline() == pytest.approx(5.0)
+    short = machine()
+    short.start()
+    play(short, 0.0, timeout_s=1.0)  # any positive timeout, however short, gets keep-alives
+    assert short.tick(0.5) == [KeepAlive()]
+
+
+def test_an_ordinary_failure_keeps_the_transport_and_reports_the_delay_to_the_millisecond():
+    m = machine(ConnectionPolicy(transport="udp"), draw=1 / 3)
+    m.start()
+    actions = m.failed(0.0, "closed by server")
+    assert m.transport == "udp"
+    assert events(actions)[1][1] == {"attempt": 1, "delay_s": 0.467, "transport": "udp"}  # 0.5 × (1 - 0.2/3)
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"transport": "sctp"},
-        {"no_data_timeout_s": 0},
-        {"backoff_first_s": 2.0, "backoff_cap_s": 1.0},
-        {"jitter": 1.0},
+        ({"transport": "sctp"}, "transport must be 'tcp', 'udp' or 'auto', got 'sctp'"),
+        ({"no_data_timeout_s": 0}, "timeouts and backoff times must be > 0"),
+        ({"backoff_first_s": 0}, "timeouts and backoff times must be > 0"),
+        ({"backoff_reset_s": 0}, "timeouts and backoff times must be > 0"),
+        ({"backoff_first_s": 2.0, "backoff_cap_s": 1.0}, "backoff_cap_s must be >= backoff_first_s"),
+        ({"jitter": 1.0}, r"jitter must be in \[0, 1\)"),
+        ({"jitter": -0.1}, r"jitter must be in \[0, 1\)"),
     ],
 )
-def test_policy_rejects_invalid_values(kwargs):
-    with pytest.raises(ValueError):
+def test_policy_rejects_invalid_values(kwargs, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
         ConnectionPolicy(**kwargs)
+
+
+def test_policy_takes_its_boundary_values():
+    policy = ConnectionPolicy(no_data_timeout_s=0.5, backoff_first_s=0.5, backoff_cap_s=0.5, backoff_reset_s=0.5, jitter=0.0)
+    assert policy.backoff_s(3, 0.9) == 0.5
 
 
 @given(
