@@ -40,7 +40,7 @@ run_module() {
     local work=$ROOT/.cache/mutation/$name
     rm -rf "$work"
     mkdir -p "$work" "$OUT"
-    git ls-files -z dalistream graphs tests pyproject.toml | xargs -0 cp --parents -t "$work"
+    git ls-files -z dalistream graphs scripts tests pyproject.toml | xargs -0 cp --parents -t "$work"
     # shellcheck disable=SC2086  # word splitting of the lists is wanted
     cat >> "$work/pyproject.toml" <<EOF
 
@@ -49,6 +49,7 @@ source_paths = ["dalistream"]
 only_mutate = [$(toml_list $code)]
 pytest_add_cli_args_test_selection = [$(toml_list $tests)]
 pytest_add_cli_args = ["-p", "no:cacheprovider"]
+also_copy = ["scripts"]  # the fuzz test runs scripts/fuzz_depacketizers.py
 EOF
     printf '[mutation] %s: mutating %s, tested by %s\n' "$name" "$code" "$tests"
     local started=$SECONDS
