@@ -6,12 +6,13 @@
 #
 #   scripts/mutation.sh [MODULE...]     MODULE: one of the names below (default: all of them)
 #
-# Each module runs in its own scratch copy of the tracked sources (.cache/mutation/MODULE), with
-# a [tool.mutmut] section naming its code and its tests, so a run mutates only that module and
-# runs only the tests written for it. Output: out/mutation/MODULE.txt (the score, then every
-# surviving mutant's diff) and out/mutation/summary.txt (one line per module). Reviewed
-# survivors that no test can kill (equivalent mutants) are listed, with why, in
-# tests/mutation_equivalent.txt: they are reported apart and not counted against the score.
+# Each module runs in its own scratch copy of the sources git knows, tracked or new
+# (.cache/mutation/MODULE), with a [tool.mutmut] section naming its code and its tests, so a
+# run mutates only that module and runs only the tests written for it. Output:
+# out/mutation/MODULE.txt (the score, then every surviving mutant's diff) and
+# out/mutation/summary.txt (one line per module). Reviewed survivors that no test can kill
+# (equivalent mutants) are listed, with why, in tests/mutation_equivalent.txt: they are
+# reported apart and not counted against the score.
 # Settings: JOBS (2, mutmut's --max-children), NICE (15).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +28,10 @@ declare -A MODULES=(
     [sampling]="dalistream/pipeline/sampling.py | tests/unit/test_sampling_batching.py"
     [batching]="dalistream/pipeline/batching.py | tests/unit/test_sampling_batching.py"
     [connection_state]="dalistream/ingest/connection_state.py | tests/unit/test_connection_state.py"
+    [models]="dalistream/models/* | tests/unit/test_model_arguments.py tests/unit/test_retinaface_postprocess.py tests/unit/test_byo_decoders.py tests/unit/test_device_arrays.py tests/property/test_nms_forms.py"
+    [planner]="dalistream/cluster/planner.py | tests/unit/test_cluster_planner.py"
 )
-ORDER=(rtp sampling batching connection_state)
+ORDER=(rtp sampling batching connection_state models planner)
 
 toml_list() { printf '"%s", ' "$@" | sed 's/, $//'; }
 
@@ -40,7 +43,7 @@ run_module() {
     local work=$ROOT/.cache/mutation/$name
     rm -rf "$work"
     mkdir -p "$work" "$OUT"
-    git ls-files -z dalistream graphs scripts tests pyproject.toml | xargs -0 cp --parents -t "$work"
+    git ls-files -z --cached --others --exclude-standard dalistream graphs scripts tests pyproject.toml | xargs -0 cp --parents -t "$work"
     # shellcheck disable=SC2086  # word splitting of the lists is wanted
     cat >> "$work/pyproject.toml" <<EOF
 
@@ -96,5 +99,5 @@ for name in "${selected[@]}"; do
     run_module "$name"
 done
 for name in "${ORDER[@]}"; do
-    [ -f "$OUT/$name.txt" ] && head -1 "$OUT/$name.txt"
+    if [ -f "$OUT/$name.txt" ]; then head -1 "$OUT/$name.txt"; fi
 done >"$OUT/summary.txt"
