@@ -380,3 +380,18 @@ def test_rebalance_tries_smaller_cameras_and_other_workers_and_acts_on_exactly_m
     # z costs nothing); B, the next, does
     layout = {"z": "A", "big": "A", "c1": "B", "c2": "B"}, {"z": 0.0, "big": 0.9, "c1": 0.25, "c2": 0.25}
     assert rebalanced(*layout, {"A": 1.0, "B": 1.0, "C": 1.0}) == [Move("c1", "B", "C")]
+
+
+def test_cameras_that_left_a_worker_are_kept_by_add_remove_and_rebalance() -> None:
+    with pytest.raises(ValueError, match=r"^a camera is either assigned or has left a worker, not both$"):
+        Placement({"c": "w"}, {"c": 0.1}, {"c": "v"})
+    gone = Placement({}, {}, {"g": "v", "h": "v"})
+    with pytest.raises(TypeError):
+        gone.left["i"] = "v"  # type: ignore[index]
+    workers = [WorkerSlot("w", 1.0)]
+    added, _ = add(gone, workers, CameraDemand("c", 0.1))
+    assert added.left == {"g": "v", "h": "v"}
+    assert remove(added, "g").left == {"h": "v"}
+    crowded = Placement({"a": "A", "b": "A"}, {"a": 0.4, "b": 0.4}, {"g": "v"})
+    moved, moves = rebalance(crowded, [WorkerSlot("A", 1.0), WorkerSlot("B", 1.0)], now=100.0, last_change_at=0.0, rebalance_s=30.0)
+    assert moves and moved.left == {"g": "v"}
