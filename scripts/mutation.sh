@@ -80,11 +80,16 @@ counted = stats["total"] - len(equivalent) - stats.get("skipped", 0)
 score = 100.0 * killed / max(counted, 1)
 print(f"{name}: {score:.1f} % killed ({killed} of {counted}; {len(equivalent)} equivalent set apart, "
       f"{len(open_survivors)} surviving, {stats.get('no_tests', 0)} not reached by a test) in {seconds} s")
-for mutant in equivalent:
-    print(f"equivalent {mutant}: {listed[mutant]}")
+def diff(mutant):
+    return subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], capture_output=True, text=True).stdout
+
+
+for mutant in equivalent:  # with the change itself: names are positions, so a stale entry shows
+    changed = [line for line in diff(mutant).splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    print(f"equivalent {mutant}: {listed[mutant]}", *(f"    {line}" for line in changed), sep="\n")
 for mutant in open_survivors:
     print(f"\nsurvived {mutant}")
-    print(subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], capture_output=True, text=True).stdout)
+    print(diff(mutant))
 EOF
     head -1 "$OUT/$name.txt"
 }
