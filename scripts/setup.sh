@@ -17,7 +17,11 @@ TEST_APT_PACKAGES=(
     mosquitto  # the MQTT sink's tests: a real broker, started by the tests on free ports
 )
 PYNVVIDEOCODEC=2.2.4  # the bindings the NVDEC source and its stand-in follow (pyproject: pynvvideocodec>=2.2,<3)
-[ "${1:-}" = "--test" ] && APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}")
+EXTRAS=test,media,cluster
+if [ "${1:-}" = "--test" ]; then
+    APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}")
+    EXTRAS+=,torch-cpu  # the torch engine's tests: PyTorch and onnx2torch, 5.5 GB
+fi
 PYTHON=${PYTHON:-python3}
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -39,11 +43,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.dalistream-installed
-wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+wanted=$( (echo "$EXTRAS"; cat pyproject.toml) | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     say "installing Python packages (first run downloads NVIDIA DALI, ~400 MB)"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test,media,cluster]'
+    .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
     echo "$wanted" > "$stamp"
 fi
 

@@ -41,7 +41,7 @@ _PREFERENCE = ("SHA-256", "SHA-256-SESS", "MD5", "MD5-SESS")  # best first
 
 # RFC 9110 §5.6: token, quoted-string, and RFC 7235's token68.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_QUOTED = re.compile(r'"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*)"')  # no control but HTAB
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*(?=[ \t]*(?:,|$))")
 _OWS = re.compile(r"[ \t]*")
 _UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
@@ -151,7 +151,7 @@ def _parse_value(text: str, pos: int) -> tuple[str, int]:
     if quoted is not None:
         return _UNESCAPE.sub(r"\1", quoted.group(1)), quoted.end()
     if pos < len(text) and text[pos] == '"':
-        raise ChallengeError("unterminated quoted string in WWW-Authenticate")
+        raise ChallengeError("unterminated quoted string, or a control character in one, in WWW-Authenticate")
     token = _TOKEN.match(text, pos)
     if token is None:
         raise ChallengeError(f"missing parameter value at {pos} in WWW-Authenticate")

@@ -167,7 +167,7 @@ class ConnectionMachine:
             return [Connect(self.transport)]
         if self.state is not State.PLAYING:
             return []
-        if now - self._last_data >= self.policy.no_data_timeout_s:
+        if now >= self._last_data + self.policy.no_data_timeout_s:  # the sum deadline() returns, to the bit
             silent_udp = self.transport == UDP and math.isnan(self._first_packet)
             what = "no UDP packets in" if silent_udp else "no data for"
             reason = f"{what} {self.policy.no_data_timeout_s:g} s"

@@ -54,9 +54,11 @@ class Sampler:
         if self._last_slot is not None and slot == self._last_slot:
             self._run.clear()
             return False
+        if self._last_pts is not None and pts < self._last_pts:
+            self._run.clear()  # a restart: the rate is measured afresh, so the run's pts always grow
         self._last_slot, self._last_pts = slot, pts
         self._run.append(pts)
-        if len(self._run) >= self.SLOW_RUN and self._slow_fps is None and self._run[-1] > self._run[0]:
+        if len(self._run) >= self.SLOW_RUN and self._slow_fps is None:
             stream_fps = (len(self._run) - 1) / (self._run[-1] - self._run[0])
             if stream_fps < 0.95 * self.fps:  # at about fps itself, every frame is what was asked
                 self._slow_fps = stream_fps

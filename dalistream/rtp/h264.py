@@ -92,7 +92,7 @@ class H264Depacketizer(Depacketizer):
         while pos < len(payload):
             size = int.from_bytes(payload[pos:pos + 2])
             nal = payload[pos + 2:pos + 2 + size]
-            if pos + 2 > len(payload) or size == 0 or len(nal) < size or not _is_nal_unit(type_field(nal[0])):
+            if size == 0 or len(nal) < size or not _is_nal_unit(type_field(nal[0])):  # size or unit cut short too
                 self._fail("malformed")
                 return
             nals.append(nal)

@@ -124,8 +124,7 @@ class H265Depacketizer(Depacketizer):
                 pos += DONL_BYTES if not nals else DOND_BYTES
             size = int.from_bytes(payload[pos:pos + AP_SIZE_BYTES])
             nal = payload[pos + AP_SIZE_BYTES:pos + AP_SIZE_BYTES + size]
-            if (pos + AP_SIZE_BYTES > len(payload) or size < NAL_HEADER_BYTES or len(nal) < size
-                    or type_field(nal[0]) > MAX_NAL_TYPE):
+            if size < NAL_HEADER_BYTES or len(nal) < size or type_field(nal[0]) > MAX_NAL_TYPE:  # cut short too
                 self._fail("malformed")
                 return
             nals.append(nal)

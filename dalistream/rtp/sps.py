@@ -35,12 +35,12 @@ class _Bits:
         return (self._value >> self._left) & ((1 << n) - 1)
 
     def ue(self) -> int:
-        """Exp-Golomb ue(v); at most 32 leading zero bits (values up to 2**32 - 2)."""
+        """Exp-Golomb ue(v); at most 31 leading zero bits (values up to 2**32 - 2, the most ue(v) holds)."""
         zeros = 0
         while not self.u(1):
             zeros += 1
-            if zeros > 32:
-                raise SpsError("exp-Golomb code longer than 32 bits")
+            if zeros > 31:
+                raise SpsError("exp-Golomb code with more than 31 leading zeros")
         return (1 << zeros) - 1 + self.u(zeros)
 
     def se(self) -> int:

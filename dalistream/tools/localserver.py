@@ -109,6 +109,11 @@ class LocalRtspServer:
                 process.wait()
         process.stdout.close()
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (``None`` before start and after stop)."""
+        return None if self._process is None else self._process.pid
+
     def cpu_s(self) -> float:
         """CPU seconds the server process has used so far (0 once stopped)."""
         if self._process is None:

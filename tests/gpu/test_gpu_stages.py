@@ -13,6 +13,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from conftest import require
 from model_inputs import INPUT, clip_frames, clip_units, model_input
 from pipeline_runs import run_pipeline
 
@@ -39,9 +40,8 @@ def cuda() -> ModuleType:
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except cupy.cuda.runtime.CUDARuntimeError as exc:
-        pytest.skip(f"no CUDA device: {exc}")
-    if count < 1:
-        pytest.skip("no CUDA device")
+        require(False, f"no CUDA device: {exc}")
+    require(count > 0, "no CUDA device")
     return cupy
 
 
@@ -54,12 +54,11 @@ def need(module: str, install: str) -> ModuleType:
         found = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a parent package that is missing or broken
         found = False
-    if not found:
-        pytest.skip(f"{module} not installed (pip install {install})")
+    require(found, f"{module} not installed (pip install {install})")
     try:
         return importlib.import_module(module)
     except (OSError, RuntimeError) as exc:
-        pytest.skip(f"{module} is installed but cannot load its driver libraries: {str(exc).strip().splitlines()[0]}")
+        require(False, f"{module} is installed but cannot load its driver libraries: {str(exc).strip().splitlines()[0]}")
 
 
 @pytest.fixture(scope="module")

@@ -7,24 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import require
 
 from dalistream.config import ModelConfig
 from dalistream.engine import model_file
 from dalistream.engine.tensorrt import EngineBuildError, build_engine, gpu_identity, profile_shapes
 
-CALIB = SHARED_DATA / "calib"
-
 
 @pytest.mark.gpu
-def test_gpu_engines_build_strongly_typed_from_each_precisions_file_and_are_cached(model_path: Path, tmp_path: Path) -> None:
+def test_gpu_engines_build_strongly_typed_from_each_precisions_file_and_are_cached(model_path: Path, calib_dir: Path, tmp_path: Path) -> None:
     try:
         identity = gpu_identity()
     except EngineBuildError as exc:
-        pytest.skip(f"no TensorRT GPU build here: {exc}")
-    if not any(CALIB.glob("*.jpg")):
-        pytest.skip(f"{CALIB} absent: calibration images are research data, not in the repository")
-    model = ModelConfig(onnx=model_path, input=(640, 384), calib_dir=CALIB, cache_dir=tmp_path)
+        require(False, f"no TensorRT GPU build here: {exc}")
+    model = ModelConfig(onnx=model_path, input=(640, 384), calib_dir=calib_dir, cache_dir=tmp_path)
     profile = profile_shapes((1, 4, 8), (640, 384))
     engines = {}
     for precision in ("int8", "fp16"):

@@ -12,7 +12,6 @@ import base64
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,13 +24,10 @@ import pytest
 
 from net import free_port
 
-from dalistream.tools.broker import tls_files as make_tls_files
-
 from dalistream import config as config_module
 from dalistream.tools.demo import run_for
 from dalistream.tools.localserver import LocalRtspServer, ServerAuth
 from dalistream.pipeline.runtime import Runtime
-from conftest import require
 
 pytestmark = pytest.mark.integration
 
@@ -121,13 +117,6 @@ def test_wrong_credentials_back_off_and_recover_once_fixed(method, sample_clip, 
     noisy = [line for line in stderr_text.splitlines() if "401" in line or "authentication" in line.lower()]
     assert len(noisy) <= 2 * len(failures), noisy
     assert "Traceback" not in stderr_text
-
-
-@pytest.fixture
-def tls_files(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, made with Debian's openssl."""
-    require(shutil.which("openssl") is not None, "openssl missing: apt-get install openssl")
-    return make_tls_files(tmp_path)
 
 
 def test_rtsps_with_digest_analyses_and_untrusted_certificate_is_an_event(

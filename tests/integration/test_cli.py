@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,10 @@ def write_site(tmp_path: Path, model: Path, urls: list[str]) -> Path:
     site = tmp_path / "site.toml"
     site.write_text(f'[pipeline]\ndevice = "cpu"\n[model]\nonnx = "{model}"\nintra_op_threads = 1\n[output]\ndir = "out"\n{cameras}')
     return site
+
+
+def _wallclock(record: dict) -> datetime:
+    return datetime.fromisoformat(record["wallclock"])
 
 
 def records(out: Path) -> list[dict]:
@@ -59,11 +64,16 @@ def test_signal_flushes_and_exits_zero(rtsp_server, model_path, tmp_path: Path, 
 
 def test_duration_bounds_a_run_and_unreachable_cameras_are_events(model_path, tmp_path: Path):
     site = write_site(tmp_path, model_path, ["rtsp://127.0.0.1:9/nothing"])
+    started = time.monotonic()
     process = run_cli("--config", str(site), "--duration", "3", cwd=tmp_path)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
+    assert time.monotonic() - started >= 3.0
     events = [r for r in records(tmp_path / "out") if r["type"] == "event"]
-    assert events and events[0]["event"] == "disconnected"
+    assert events and events[0]["event"] == "disconnected" and events[-1]["event"] == "stopped"
+    # the first connection attempt is made as the run starts: from it to "stopped" is the run
+    ran_s = (_wallclock(events[-1]) - _wallclock(events[0])).total_seconds()
+    assert 2.0 <= ran_s <= 4.0, ran_s
     assert "Unable to connect" in events[0]["reason"]
     assert any(r["event"] == "reconnecting" for r in events)
 

@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 
+from conftest import require_module
 from net import free_port, get_json as get
 
 pytestmark = pytest.mark.integration
-
-ray_cluster_utils = pytest.importorskip("ray.cluster_utils", reason="Ray missing: run scripts/setup.sh")
 
 RECOVERY_S = 15.0  # the bound: a lost worker's cameras analyse again within this
 
@@ -58,6 +57,7 @@ def timestamp(record: dict[str, Any]) -> float:
 
 @pytest.fixture
 def ray_cluster():
+    ray_cluster_utils = require_module("ray.cluster_utils", "run scripts/setup.sh")
     cluster = ray_cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     nodes = [cluster.add_node(num_cpus=2) for _ in range(3)]
     cluster.wait_for_nodes()

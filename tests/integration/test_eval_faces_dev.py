@@ -1,7 +1,7 @@
 """The ``eval`` command, run as users run it, on the faces-dev WIDER FACE subset (FP32).
 
 The data set lives outside the repository (../shared/data/faces-dev, research licence); tests
-that need it skip without it. The whole set (194 images, 4,259 faces) at 640x640 takes 10–20 s
+that need it skip without it (fail in CI). The whole set (194 images, 4,259 faces) at 640x640 takes 10–20 s
 on the two-core development machine.
 """
 
@@ -14,22 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_DATA
-
-FACES_DEV = SHARED_DATA / "faces-dev"
-
 
 def run_eval(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dalistream", "eval", *args], capture_output=True, text=True, timeout=240
     )
-
-
-@pytest.fixture(scope="module")
-def faces_dev() -> Path:
-    if not (FACES_DEV / "gt.txt").is_file():
-        pytest.skip(f"{FACES_DEV} absent: the WIDER FACE accuracy set is not in the repository (research data)")
-    return FACES_DEV
 
 
 def test_eval_640_reports_sane_ap(faces_dev: Path, model_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,9 @@ def test_two_cameras_tcp_and_udp_to_jsonl(rtsp_server, clip_truth, model_path, t
     server = rtsp_server(2)
     config = demo_config([server.url(0), server.url(1)], tmp_path, ["tcp", "udp"], detect_fps=DETECT_FPS)
     runtime = Runtime(config)
-    asyncio.run(run_for(runtime, RUN_S))
+    udp_held = asyncio.run(_run_counting_udp_sockets(runtime, server.pid))
+    # GStreamer opens RTP and RTCP sockets for a UDP client (4 here), none for interleaved TCP
+    assert udp_held > 0, "the server held no UDP socket while one camera asked for UDP"
 
     lines = [json.loads(line) for path in runtime.output_paths for line in path.read_text().splitlines()]
     assert lines, "no JSON lines written"
@@ -45,3 +48,30 @@ def test_two_cameras_tcp_and_udp_to_jsonl(rtsp_server, clip_truth, model_path, t
     assert all(len(face["landmarks"]) == 5 for line in detections for face in line["faces"])
     seqs = [line["seq"] for line in detections if line["camera"] == "cam1"]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+async def _run_counting_udp_sockets(runtime: Runtime, pid: int) -> int:
+    """Run ``runtime`` for RUN_S; the most UDP sockets process ``pid`` held meanwhile."""
+    run = asyncio.create_task(run_for(runtime, RUN_S))
+    most = 0
+    while not run.done():
+        most = max(most, _udp_sockets(pid))
+        await asyncio.wait([run], timeout=0.5)
+    await run
+    return most
+
+
+def _udp_sockets(pid: int) -> int:
+    """How many UDP sockets process ``pid`` holds: its descriptors matched against /proc/net/udp{,6}."""
+    held = set()
+    for fd in os.scandir(f"/proc/{pid}/fd"):
+        try:
+            held.add(os.readlink(fd.path))
+        except FileNotFoundError:  # closed while we looked
+            continue
+    udp = {
+        f"socket:[{line.split()[9]}]"
+        for table in ("udp", "udp6")
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+    }
+    return len(held & udp)

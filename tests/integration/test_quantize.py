@@ -3,7 +3,7 @@ the quantized graph, ONNX Runtime's view of it, and the AP cost.
 
 Calibration images come from ../shared/data/calib (WIDER FACE train, research data, never copied
 into the repository); the accuracy bound uses ../shared/data/faces-dev. Tests needing them skip
-with a message when they are absent. The accuracy test quantizes with the 100 calibration
+with a message when they are absent (fail in CI). The accuracy test quantizes with the 100 calibration
 images and evaluates FP32, FP16 and INT8 on faces-dev at 960x544 (about two minutes on two cores).
 """
 
@@ -16,8 +16,6 @@ import av
 import numpy as np
 import onnx
 import pytest
-
-from conftest import SHARED_DATA
 
 from dalistream.tools import accuracy
 from dalistream.config import RETINAFACE_FIRST_STAGE, RETINAFACE_INT8_EXCLUDE, ConfigError, from_mapping
@@ -40,9 +38,6 @@ from dalistream.geometry import Letterbox
 from dalistream.models.kinds import RETINAFACE_INPUT, input_convention
 from dalistream.engine.preprocess import Preprocessor
 
-SHARED = SHARED_DATA
-CALIB = SHARED / "calib"
-FACES_DEV = SHARED / "faces-dev"
 AP_LOSS_BOUND = 1.0  # AP points INT8 may lose against FP32, per WIDER setting
 # Today's INT8 before the file took TensorRT's form (UINT8 asymmetric activations, INT32 biases,
 # first stage float), measured at 960x544 with entropy calibration on the 100 calibration frames:
@@ -50,13 +45,6 @@ AP_LOSS_BOUND = 1.0  # AP points INT8 may lose against FP32, per WIDER setting
 UINT8_FORM_AP = {"easy": 88.38, "medium": 83.46, "hard": 58.22, "all": 45.11}
 FORM_LOSS_BOUND = 0.3
 FP16_LOSS_BOUND = 0.3  # AP points the FP16 file (through ONNX Runtime) may lose against FP32
-
-
-@pytest.fixture(scope="module")
-def calib_dir() -> Path:
-    if not CALIB.is_dir() or not any(CALIB.glob("*.jpg")):
-        pytest.skip(f"{CALIB} absent: calibration images are research data, not in the repository")
-    return CALIB
 
 
 def _config(model_path: Path, tmp_path: Path, **model: object):
@@ -242,12 +230,10 @@ def test_unknown_excluded_node_and_missing_frames_are_reported(model_path: Path,
         create_engine(dataclasses.replace(config.model, precision="fp16"))
 
 
-def test_int8_and_fp16_files_hold_the_accuracy_on_faces_dev(model_path: Path, calib_dir: Path, tmp_path: Path) -> None:
-    if not (FACES_DEV / "gt.txt").is_file():
-        pytest.skip(f"{FACES_DEV} absent: the WIDER FACE accuracy set is not in the repository (research data)")
+def test_int8_and_fp16_files_hold_the_accuracy_on_faces_dev(model_path: Path, calib_dir: Path, faces_dev: Path, tmp_path: Path) -> None:
     config = _config(model_path, tmp_path, input=[960, 544], calib_dir=str(calib_dir))
     assert quantize_settings(config.model).exclude == RETINAFACE_INT8_EXCLUDE
-    images, gt = FACES_DEV / "images", FACES_DEV / "gt.txt"
+    images, gt = faces_dev / "images", faces_dev / "gt.txt"
     fp32 = accuracy.run(config.model, images, gt)
     int8 = accuracy.run(dataclasses.replace(config.model, precision="int8"), images, gt)
     fp16 = accuracy.run(dataclasses.replace(config.model, precision="fp16"), images, gt)

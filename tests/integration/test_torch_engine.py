@@ -1,6 +1,6 @@
 """The PyTorch engine on the CPU against ONNX Runtime: same output names, same numbers (FP32),
-its cached "basic" ONNX made once, and the precisions it refuses (skips without torch or
-onnx2torch; the GPU half is tests/gpu/test_gpu_stages.py)."""
+its cached "basic" ONNX made once, and the precisions it refuses (torch and onnx2torch come with
+``scripts/setup.sh --test``; the GPU half is tests/gpu/test_gpu_stages.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch", reason="the torch engine needs PyTorch (pip install torch)")
-pytest.importorskip("onnx2torch", reason="the torch engine needs onnx2torch (pip install onnx2torch)")
+from conftest import require_module
+from model_inputs import clip_frames, model_input
 
-from model_inputs import clip_frames, model_input  # noqa: E402
+from dalistream.engine.onnxruntime import OnnxRuntimeEngine
+from dalistream.engine.torch import TorchEngine
 
-from dalistream.engine.onnxruntime import OnnxRuntimeEngine  # noqa: E402
-from dalistream.engine.torch import TorchEngine  # noqa: E402
 TOLERANCE = 1e-3  # max abs difference of any output value, FP32 against FP32
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_installed() -> None:
+    for module in ("torch", "onnx2torch"):
+        require_module(module, "run scripts/setup.sh --test (the torch-cpu extra)")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dalistream.rtp import depacketizer_for
-from dalistream.rtp.sdp import SdpError, VideoFormat, parse_sdp
+from dalistream.rtp.sdp import H265_PARAMETER_SET_KEYS, MAX_DON_DIFF, SUPPORTED_CODECS, SdpError, VideoFormat, parse_sdp
 
 NAL = base64.b64encode(bytes.fromhex("40010c01ff")).decode()
 
@@ -32,7 +32,9 @@ def outcome(text: str) -> VideoFormat | None:
 @example("v=1\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n")
 @example("m=video 0 RTP/AVP 96\na=rtpmap:96 H265/90000\na=fmtp:96 sprop-vps=\u00e9")
 @example("m=video 0 RTP/AVP 96\na=rtpmap:96 H265/90000\na=fmtp:96 sprop-max-don-diff=\u0663")
-def test_any_text(text: str) -> None:
+def test_any_text_raises_nothing_but_sdp_error(text: str) -> None:
+    """Random text is never a valid SDP (none of 1,000 draws is): this checks the errors only;
+    the success path is test_camera_sdp_is_read_exactly's and test_garbled_camera_sdp's."""
     outcome(text)
 
 
@@ -64,17 +66,88 @@ media_lines = st.builds(
 other_lines = st.sampled_from(["v=0", "v=1", "v=x", "s=-", "t=0 0", "t=x", "a=control:*", "a=framerate:x",
                                "a=framerate:25", "a=framesize:96 1920-1080", "a=framesize:x", "b=AS:x", "c=IN IP4 0",
                                "k=prompt", "k=nothing", "z=1 x", "r=x", "a=recvonly", "a=rtpmap", "a=fmtp"])
-sdp_texts = st.builds(
-    lambda lines, newline: newline.join(lines) + newline,
-    st.lists(st.one_of(media_lines, rtpmap_lines, fmtp_lines, other_lines), max_size=12),
-    st.sampled_from(["\r\n", "\n", "\r"]),
-)
+
+
+
+def b64(nal: bytes, padded: bool) -> str:
+    text = base64.b64encode(nal).decode()
+    return text if padded else text.rstrip("=")
+
+
+@st.composite
+def camera_sdps(draw: st.DrawFn) -> tuple[list[str], str, VideoFormat]:
+    """A camera's SDP as cameras write it, its lines and newline, and the format it describes."""
+    codec = draw(st.sampled_from(["H264", "H265"]))
+    pt = draw(st.integers(96, 127))
+    clock = draw(st.sampled_from([90000, 90000, 1, 2**32 - 1]))
+    nals = st.lists(st.binary(min_size=1, max_size=24), max_size=2)
+    padded = draw(st.booleans())
+    fmtp: dict[str, str] = {}
+    if draw(st.booleans()):
+        fmtp["profile-level-id"] = draw(st.sampled_from(["42e01f", "640028", "1"]))
+    if codec == "H264":
+        if (mode := draw(st.sampled_from([None, "0", "1"]))) is not None:
+            fmtp["packetization-mode"] = mode
+        parameter_sets = draw(nals)
+        if parameter_sets:
+            fmtp["sprop-parameter-sets"] = ",".join(b64(nal, padded) for nal in parameter_sets)
+    else:
+        if (don := draw(st.sampled_from([None, 0, 1, MAX_DON_DIFF]))) is not None:
+            fmtp["sprop-max-don-diff"] = str(don)
+        parameter_sets = []
+        for key in H265_PARAMETER_SET_KEYS:
+            if sets := draw(nals):
+                fmtp[key] = ",".join(b64(nal, padded) for nal in sets)
+                parameter_sets += sets
+    order = draw(st.permutations(sorted(fmtp)))
+    names = [draw(st.sampled_from([name, name.upper(), name.title()])) for name in order]
+    lines = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=Session streamed by a camera", "t=0 0", "a=control:*"]
+    if draw(st.booleans()):
+        lines += ["m=audio 0 RTP/AVP 0", "a=rtpmap:0 PCMU/8000", "a=control:track2"]
+    formats = draw(st.sampled_from([f"{pt}", f"{pt} 126", f"35 {pt}"]))
+    lines += [f"m=video 0 RTP/AVP {formats}", "b=AS:5000", f"a=rtpmap:{pt} {draw(st.sampled_from([codec, codec.lower()]))}/{clock}"]
+    if fmtp:
+        separator = draw(st.sampled_from([";", "; "]))
+        lines.append(f"a=fmtp:{pt} " + separator.join(f"{name}={fmtp[key]}" for name, key in zip(names, order)))
+    lines += draw(st.lists(st.sampled_from(["a=control:track1", "a=framerate:25", "a=recvonly", "a=framesize:96 1920-1080"]), max_size=3))
+    expected = VideoFormat(codec, pt, clock, tuple(parameter_sets), fmtp)
+    return lines, draw(st.sampled_from(["\r\n", "\n", "\r"])), expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(camera_sdps())
+def test_camera_sdp_is_read_exactly(sdp: tuple[list[str], str, VideoFormat]) -> None:
+    lines, newline, expected = sdp
+    fmt = outcome(newline.join(lines) + newline)
+    assert fmt is not None
+    assert (fmt.codec, fmt.payload_type, fmt.clock_rate, fmt.parameter_sets) == (
+        expected.codec, expected.payload_type, expected.clock_rate, expected.parameter_sets
+    )
+    assert dict(fmt.fmtp) == expected.fmtp
+
+
+@st.composite
+def garbled_camera_sdps(draw: st.DrawFn) -> str:
+    """A camera's SDP with lines dropped, and hostile lines put anywhere."""
+    lines, newline, _ = draw(camera_sdps())
+    for _ in range(draw(st.integers(1, 4))):
+        if lines and draw(st.booleans()):
+            del lines[draw(st.integers(0, len(lines) - 1))]
+        else:
+            line = draw(st.one_of(media_lines, rtpmap_lines, fmtp_lines, other_lines, st.text(max_size=30)))
+            lines.insert(draw(st.integers(0, len(lines))), line)
+    return newline.join(lines) + newline
 
 
 @settings(max_examples=1000, deadline=None)
-@given(sdp_texts)
+@given(garbled_camera_sdps())
 def test_garbled_camera_sdp(text: str) -> None:
-    outcome(text)
+    """An SdpError, or a supported format whose payload type an m=video line offers."""
+    fmt = outcome(text)
+    if fmt is not None:
+        assert fmt.codec in SUPPORTED_CODECS and fmt.clock_rate > 0
+        offered = [line.split()[3:] for line in text.splitlines() if line.startswith("m=video")]
+        assert any(str(fmt.payload_type) in formats for formats in offered), offered
 
 
 @settings(max_examples=200, deadline=None)

@@ -35,6 +35,11 @@ def test_nal_units_are_what_was_joined(nals: list[bytes], short: bool) -> None:
     assert nal_units(annexb(*nals, short=short)) == nals
 
 
+def test_zeros_before_a_start_code_are_stripped_and_the_last_nal_unit_keeps_its_own() -> None:
+    assert nal_units(annexb(IDR + b"\x00\x00", P + b"\x00")) == [IDR, P + b"\x00"]
+    assert nal_units(annexb(IDR + b"X", P)) == [IDR + b"X", P]  # only zeros are stripped
+
+
 def test_sequence_parameters_per_codec() -> None:
     assert sequence_parameters(annexb(SPS_A, PPS, IDR), "H264") == SPS_A
     assert sequence_parameters(annexb(P), "H264") == b""

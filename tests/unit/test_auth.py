@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import ssl
 
 import pytest
+from aiortsp.rtsp.errors import RTSPConnectionError
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -129,7 +131,8 @@ def test_challenges_parse(headers, expected):
 
 @pytest.mark.parametrize(
     "header",
-    ['realm="x"', 'Basic"x"', 'Digest realm="open', "Digest realm=x nonce=y", "Digest a=1, a=2", "Basic realm=x y=", "Negotiate abc==, x=y"],
+    ['realm="x"', 'Basic"x"', 'Digest realm="open', "Digest realm=x nonce=y", "Digest a=1, a=2", "Basic realm=x y=", "Negotiate abc==, x=y",
+     'Digest realm="a\r\nX-Injected: 1", nonce="n"', 'Digest realm="a\\\0", nonce="n"'],  # fmt: skip
 )
 def test_malformed_challenges_raise_challenge_error(header):
     with pytest.raises(ChallengeError):
@@ -154,8 +157,42 @@ def test_hostile_challenges_raise_only_our_errors(headers):
     assert all(c.scheme == c.scheme.lower() and all(k == k.lower() for k in c.params) for c in challenges)
 
 
-@given(st.one_of(header_text, st.lists(header_text, max_size=3)))
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# Well-formed challenges with hostile contents: known and unknown schemes, parameters and values
+# (quotes, backslashes, commas, control characters and non-ASCII inside quoted strings).
+_text = st.text(st.one_of(st.sampled_from('"\\,=; \té'), st.characters(exclude_categories=("Cc", "Cs"))), max_size=12)
+
+
+def _value(*known: str) -> st.SearchStrategy[str]:
+    return st.one_of(st.sampled_from(known or ("v",)), _text).map(_quoted)
+
+
+_challenge = st.builds(
+    lambda scheme, params: " ".join([scheme, ", ".join(f"{name}={value}" for name, value in params.items())]).strip(),
+    st.sampled_from(["Digest", "Digest", "digest", "Basic", "Negotiate"]),
+    st.fixed_dictionaries(
+        {"nonce": _value("n")},
+        optional={
+            "realm": _value("r", "r\r\nX-Injected: 1", "\0"),
+            "qop": _value("auth", "auth-int", "auth,auth-int", "x"),
+            "algorithm": _value("MD5", "md5-sess", "SHA-256", "SHA-256-sess", "SHA-512-256"),
+            "stale": _value("true", "false"),
+            "opaque": _value(),
+            "x": _value(),
+        },
+    ),
+)
+_challenges = st.lists(_challenge, min_size=1, max_size=3).map(", ".join)
+HOSTILE = st.one_of(header_text, st.lists(header_text, max_size=3), _challenges, st.lists(_challenges, min_size=1, max_size=2))
+
+
+@given(HOSTILE)
 def test_authenticator_on_hostile_challenges_raises_only_auth_error(headers):
+    """Anything but AuthError escapes nowhere; an answered challenge gives a header that parses
+    back to one offered challenge's realm and nonce, with the response RFC 7616 computes."""
     auth = Authenticator(Credentials("user", "pw"), cnonce=lambda: "c")
     try:
         auth.challenged(headers)
@@ -163,7 +200,18 @@ def test_authenticator_on_hostile_challenges_raises_only_auth_error(headers):
         assert "pw" not in str(exc).replace("(401)", "")
         return
     header = auth.authorization("DESCRIBE", "rtsp://h/x")
-    assert header is not None and header.split(" ", 1)[0] in ("Basic", "Digest")
+    assert header is not None and not any(c in header for c in "\r\n\0"), header
+    if header.startswith("Basic "):
+        assert header == basic_authorization(Credentials("user", "pw"))
+        return
+    mine = fields(header)
+    offered = [c.params for c in parse_challenges(headers) if c.scheme == "digest"]
+    assert any((p.get("realm", ""), p["nonce"]) == (mine["realm"], mine["nonce"]) for p in offered if "nonce" in p)
+    assert mine["username"] == "user" and mine["uri"] == "rtsp://h/x"
+    assert mine["response"] == digest_response(
+        Credentials("user", "pw"), algorithm=mine["algorithm"], realm=mine["realm"], nonce=mine["nonce"],
+        method="DESCRIBE", uri="rtsp://h/x", qop=mine.get("qop"), nc=mine.get("nc", ""), cnonce=mine.get("cnonce", ""),
+    )  # fmt: skip
 
 
 # --- the Authenticator's decisions --------------------------------------------------------------
@@ -364,11 +412,45 @@ def test_credentials_from_config_and_environment(monkeypatch):
     assert camera_config(url="rtsp://urluser@h/x", password_env="CAM_PW").credentials() == ("urluser", "from-env")
 
 
-def test_rtsps_urls_and_tls_settings(tmp_path):
+def test_rtsps_config_keeps_the_ca_file_and_verify_setting(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     camera = camera_config(url="rtsps://h/x", tls_ca_file=str(ca), tls_verify=False)
     assert (camera.tls_ca_file, camera.tls_verify) == (str(ca), False)
+
+
+@pytest.mark.parametrize(
+    ("settings", "refused"),
+    [({}, True), ({"tls_verify": False}, False), ("ca", False)],
+    ids=["verify-by-default", "tls_verify-false", "tls_ca_file"],
+)
+def test_tls_handshake_with_a_self_signed_camera_follows_the_settings(tls_files, settings, refused):
+    """A real TLS server on loopback with a self-signed certificate: refused unless the camera's
+    settings trust it (its CA file) or waive the check (``tls_verify = false``)."""
+    cert, key = tls_files
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+
+    async def handshake() -> str:
+        server = await asyncio.start_server(lambda _, writer: None, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        fields = {"tls_ca_file": str(cert)} if settings == "ca" else settings
+        session = RtspSession.for_camera(camera_config(url=f"rtsps://127.0.0.1:{port}/x", **fields), "tcp")
+        connection = RtspConnection("127.0.0.1", port, None, logger=logging.getLogger("test"), timeout=5.0, ssl_context=session.ssl_context)
+        try:
+            await connection.prepare()
+            return "shook hands"
+        except RTSPConnectionError as exc:
+            return str(exc)
+        finally:
+            connection.close()
+            server.close()
+
+    outcome = asyncio.run(handshake())
+    if refused:
+        assert "CERTIFICATE_VERIFY_FAILED" in outcome and "self-signed" in outcome, outcome
+    else:
+        assert outcome == "shook hands"
 
 
 @pytest.mark.parametrize(

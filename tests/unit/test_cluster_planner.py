@@ -325,3 +325,73 @@ def test_rebalancing_lowers_the_sorted_shares_each_move_and_reaches_a_fixed_poin
     else:
         raise AssertionError("no fixed point after 1000 moves")
     assert rebalance(placement, workers, now=1e9, last_change_at=0.0, rebalance_s=1.0, min_spread=min_spread) == (placement, [])
+
+
+# --- edges found by mutation testing (scripts/mutation.sh planner) -------------------------------
+
+
+def test_argument_checks_name_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match=r"^camera c: cost must be a non-negative number of cores; got -1\.0$"):
+        CameraDemand("c", -1.0)
+    with pytest.raises(ValueError, match=r"^a placement needs the cost of every assigned camera, and no other$"):
+        Placement({"c": "w"}, {})
+    placement = Placement({"c": "w"}, {"c": 0.5})
+    with pytest.raises(TypeError):
+        placement.assignment["d"] = "w"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        placement.costs["d"] = 1.0  # type: ignore[index]
+    strays = Placement({"x": "w", "y": "w"}, {"x": 0.1, "y": 0.1})
+    with pytest.raises(ValueError, match=r"^the placement holds cameras not in cameras: x, y \(remove them first\)$"):
+        place(strays, [WorkerSlot("w", 1.0)], [])
+    twice = [WorkerSlot("w", 1.0), WorkerSlot("w", 2.0)]
+    with pytest.raises(ValueError, match=r"^worker id w given twice$"):
+        add(Placement(), twice, CameraDemand("c", 0.1))
+    with pytest.raises(ValueError, match=r"^worker id w given twice$"):
+        rebalance(Placement(), twice, now=100.0, last_change_at=0.0, rebalance_s=1.0)
+
+
+def test_a_camera_that_fills_a_worker_exactly_fits() -> None:
+    placement, refused = add(Placement(), [WorkerSlot("w", 0.5)], CameraDemand("c", 0.5))
+    assert refused is None and placement.assignment == {"c": "w"}
+
+
+def rebalanced(assignment: dict[str, str], costs: dict[str, float], capacity: dict[str, float], **options) -> list[Move]:
+    workers = [WorkerSlot(worker, cores) for worker, cores in capacity.items()]
+    options = {"now": 100.0, "last_change_at": 0.0, "rebalance_s": 30.0, "max_moves": 1} | options
+    return rebalance(Placement(assignment, costs), workers, **options)[1]
+
+
+def test_rebalance_waits_rebalance_s_since_the_last_change() -> None:
+    crowded = ({"a": "A", "b": "A"}, {"a": 0.4, "b": 0.4}, {"A": 1.0, "B": 1.0})
+    assert rebalanced(*crowded, now=130.0, last_change_at=110.0) == []
+    assert rebalanced(*crowded, now=140.0, last_change_at=110.0) == [Move("a", "A", "B")]
+
+
+def test_rebalance_moves_the_largest_camera_that_helps_ties_by_name() -> None:
+    assert rebalanced({"a": "A", "b": "A"}, {"a": 0.2, "b": 0.3}, {"A": 1.0, "B": 10.0}) == [Move("b", "A", "B")]
+    assert rebalanced({"b": "A", "a": "A"}, {"b": 0.3, "a": 0.3}, {"A": 1.0, "B": 10.0}) == [Move("a", "A", "B")]
+
+
+def test_rebalance_tries_smaller_cameras_and_other_workers_and_acts_on_exactly_min_spread() -> None:
+    # b (0.5) would leave A below where it puts B; a (0.25) does not, and the spread is exactly 0.5
+    quarter = ({"a": "A", "b": "A", "c": "B"}, {"a": 0.25, "b": 0.5, "c": 0.25}, {"A": 1.0, "B": 1.0})
+    assert rebalanced(*quarter, min_spread=0.5) == [Move("a", "A", "B")]
+    # A, the most loaded, has nothing to give (big fits only on C, where it would be as crowded;
+    # z costs nothing); B, the next, does
+    layout = {"z": "A", "big": "A", "c1": "B", "c2": "B"}, {"z": 0.0, "big": 0.9, "c1": 0.25, "c2": 0.25}
+    assert rebalanced(*layout, {"A": 1.0, "B": 1.0, "C": 1.0}) == [Move("c1", "B", "C")]
+
+
+def test_cameras_that_left_a_worker_are_kept_by_add_remove_and_rebalance() -> None:
+    with pytest.raises(ValueError, match=r"^a camera is either assigned or has left a worker, not both$"):
+        Placement({"c": "w"}, {"c": 0.1}, {"c": "v"})
+    gone = Placement({}, {}, {"g": "v", "h": "v"})
+    with pytest.raises(TypeError):
+        gone.left["i"] = "v"  # type: ignore[index]
+    workers = [WorkerSlot("w", 1.0)]
+    added, _ = add(gone, workers, CameraDemand("c", 0.1))
+    assert added.left == {"g": "v", "h": "v"}
+    assert remove(added, "g").left == {"h": "v"}
+    crowded = Placement({"a": "A", "b": "A"}, {"a": 0.4, "b": 0.4}, {"g": "v"})
+    moved, moves = rebalance(crowded, [WorkerSlot("A", 1.0), WorkerSlot("B", 1.0)], now=100.0, last_change_at=0.0, rebalance_s=30.0)
+    assert moves and moved.left == {"g": "v"}

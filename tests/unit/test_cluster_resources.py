@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_module
+
 from dalistream import config as config_module
 from dalistream.cluster.check import cluster_plan, summary
 from dalistream.cluster.resources import NodeResources, fit, unschedulable, worker_ask
 from dalistream.device import CPU, GPU, DevicePlan
-
-ray_exceptions = pytest.importorskip("ray.exceptions", reason="Ray missing: run scripts/setup.sh")
-
 
 def node(name: str, total: float, free: float, resource: str = "CPU") -> NodeResources:
     return NodeResources(name, {resource: total}, {resource: free})
@@ -89,6 +88,7 @@ def test_a_gpu_plan_asks_for_workers_per_gpu_the_cluster_has(tmp_path: Path, mon
 def test_a_ray_failure_is_one_line_and_never_empty():
     from dalistream.cluster.ray_cluster import failure_reason
 
+    ray_exceptions = require_module("ray.exceptions", "run scripts/setup.sh")
     task_error = ray_exceptions.RayTaskError("start", "Traceback (most recent call last): ...", TimeoutError())
     assert failure_reason(task_error.as_instanceof_cause()) == "TimeoutError (it gave no message)"
     assert failure_reason(ray_exceptions.RayTaskError("start", "tb", ValueError("model\n  missing"))) == "ValueError: model missing"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -187,12 +188,12 @@ def test_packets_outside_playing_are_ignored_and_misuse_raises():
     m = machine()
     m.packet(1.0)
     assert m.tick(100.0) == []
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"^failed\(\) in state idle$"):
         m.failed(0.0, "x")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"^connected\(\) in state idle$"):
         m.connected(0.0, session_timeout_s=60.0)
     m.start()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"^start\(\) in state connecting$"):
         m.start()
 
 
@@ -201,25 +202,48 @@ def test_zero_session_timeout_means_no_keepalive():
     m.start()
     play(m, 0.0, timeout_s=0.0)
     assert m.deadline() == pytest.approx(5.0)
+    short = machine()
+    short.start()
+    play(short, 0.0, timeout_s=1.0)  # any positive timeout, however short, gets keep-alives
+    assert short.tick(0.5) == [KeepAlive()]
+
+
+def test_an_ordinary_failure_keeps_the_transport_and_reports_the_delay_to_the_millisecond():
+    m = machine(ConnectionPolicy(transport="udp"), draw=1 / 3)
+    m.start()
+    actions = m.failed(0.0, "closed by server")
+    assert m.transport == "udp"
+    assert events(actions)[1][1] == {"attempt": 1, "delay_s": 0.467, "transport": "udp"}  # 0.5 × (1 - 0.2/3)
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"transport": "sctp"},
-        {"no_data_timeout_s": 0},
-        {"backoff_first_s": 2.0, "backoff_cap_s": 1.0},
-        {"jitter": 1.0},
+        ({"transport": "sctp"}, "transport must be 'tcp', 'udp' or 'auto', got 'sctp'"),
+        ({"no_data_timeout_s": 0}, "timeouts and backoff times must be > 0"),
+        ({"backoff_first_s": 0}, "timeouts and backoff times must be > 0"),
+        ({"backoff_reset_s": 0}, "timeouts and backoff times must be > 0"),
+        ({"backoff_first_s": 2.0, "backoff_cap_s": 1.0}, "backoff_cap_s must be >= backoff_first_s"),
+        ({"jitter": 1.0}, r"jitter must be in \[0, 1\)"),
+        ({"jitter": -0.1}, r"jitter must be in \[0, 1\)"),
     ],
 )
-def test_policy_rejects_invalid_values(kwargs):
-    with pytest.raises(ValueError):
+def test_policy_rejects_invalid_values(kwargs, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
         ConnectionPolicy(**kwargs)
 
 
-@given(st.lists(st.tuples(st.sampled_from(["tick", "packet", "fail", "fail461"]), st.floats(0.0, 3.0)), max_size=60))
-def test_random_inputs_keep_the_machine_consistent(steps):
-    """Whatever happens, every failure yields disconnected+reconnecting, and time never stalls it."""
+def test_policy_takes_its_boundary_values():
+    policy = ConnectionPolicy(no_data_timeout_s=0.5, backoff_first_s=0.5, backoff_cap_s=0.5, backoff_reset_s=0.5, jitter=0.0)
+    assert policy.backoff_s(3, 0.9) == 0.5
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["tick", "packet", "fail", "fail461"]), st.floats(0.0, 3.0)), max_size=60),
+    st.sampled_from([0.0, 6.0, 60.0]),
+)
+def test_random_inputs_keep_the_machine_consistent(steps, session_timeout_s):
+    """Whatever happens, every failure yields disconnected+reconnecting, and the deadline is when the next tick acts."""
     m = machine(ConnectionPolicy(transport="udp", backoff_cap_s=4.0), draw=0.5)
     m.start()
     now = 0.0
@@ -231,14 +255,30 @@ def test_random_inputs_keep_the_machine_consistent(steps):
                     assert m.state is State.CONNECTING
         elif kind == "packet":
             if m.state is State.CONNECTING:
-                m.connected(now, session_timeout_s=6.0)
+                m.connected(now, session_timeout_s=session_timeout_s)
             m.packet(now)
         elif m.state in (State.CONNECTING, State.PLAYING):
             names = [e for e, _ in events(m.failed(now, "x", unsupported_transport=kind == "fail461"))]
             assert names == ["disconnected", "reconnecting"]
             assert m.deadline() - now <= 4.0
-        assert m.deadline() >= now or m.state is not State.CONNECTING
+        assert_deadline_is_when_tick_acts(m)
         assert m.transport in ("udp", "tcp")
+
+
+def assert_deadline_is_when_tick_acts(m: ConnectionMachine) -> None:
+    """The shell sleeps until ``deadline()`` and then ticks: that tick must act, and none before it.
+
+    A deadline too early makes the shell spin on ticks that do nothing; one too late misses a
+    stall, a keep-alive or a retry. Checked on copies, so the run goes on undisturbed.
+    """
+    deadline, state = m.deadline(), m.state
+    if deadline == math.inf:
+        assert copy.deepcopy(m).tick(1e300) == [], f"{state}: no deadline, yet a tick acts"
+        return
+    assert math.isfinite(deadline)
+    assert copy.deepcopy(m).tick(deadline) != [], f"{state}: the tick at the deadline {deadline} does nothing"
+    before = copy.deepcopy(m)
+    assert before.tick(math.nextafter(deadline, -math.inf)) == [] and before.state is state
 
 
 def test_auto_starts_on_tcp_and_moves_to_udp_when_tcp_is_refused_for_good():

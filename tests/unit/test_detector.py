@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from itertools import islice
 from pathlib import Path
 
@@ -76,13 +77,32 @@ def test_batches_from_several_threads_are_pipelined_and_each_gets_its_own_faces(
     batches = [[image] * 2 for image in images]
     alone = Detector(model, CPU_PLAN, 2)
     expected = [alone(images, [letterbox] * 2) for images in batches]
-    stages = Stages()
+    spans: list[tuple[float, float]] = []  # (start, end) of every stage of every batch
+
+    def ended(_: str, __: int, wall_s: float) -> None:
+        now = time.perf_counter()
+        spans.append((now - wall_s, now))
+
+    stages = Stages(observe=ended)
     shared = Detector(model, CPU_PLAN, 2, stages=stages, buffers=2)
     with ThreadPoolExecutor(3) as pool:
         found = list(pool.map(lambda images: shared(images, [letterbox] * 2), batches * 2))
+    # one batch's stages run one after another, so time spent in two stages at once is two
+    # batches overlapping: the next one preprocessed while this one infers
+    overlap_s = sum(end - start for start, end in spans) - _union_s(spans)
+    assert overlap_s > 0.005, f"batches overlapped for {1e3 * overlap_s:.2f} ms only: not pipelined"
     assert sum(len(faces.scores) for batch in expected for faces in batch) >= 5 * len(batches)
     for mine, theirs in zip(found, expected * 2, strict=True):
         for a, b in zip(mine, theirs, strict=True):
             np.testing.assert_array_equal(a.boxes, b.boxes)
             np.testing.assert_array_equal(a.scores, b.scores)
     assert stages.snapshot()["inference"].items == 2 * 2 * len(batches)
+
+
+def _union_s(spans: list[tuple[float, float]]) -> float:
+    """The length of time covered by at least one of ``spans``."""
+    covered, reach = 0.0, -float("inf")
+    for start, end in sorted(spans):
+        covered += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return covered

@@ -99,7 +99,8 @@ def test_probe_reads_the_driver_s_gpus_and_the_missing_packages() -> None:
 
 
 def test_preflight_refuses_gpu_before_any_camera(model_path) -> None:
-    config = from_mapping({"pipeline": {"device": "gpu"}, "model": {"onnx": str(model_path)},
+    # TensorRT named: "auto" would pick the torch engine, which the tests' torch-cpu extra installs
+    config = from_mapping({"pipeline": {"device": "gpu"}, "model": {"onnx": str(model_path), "engine": "tensorrt"},
                            "camera": [{"id": "a", "url": "rtsp://192.0.2.1/x"}]})
     with pytest.raises(DeviceError, match='"gpu" cannot run here: no CUDA driver found'):
         preflight(config, probe=lambda: NO_DRIVER)

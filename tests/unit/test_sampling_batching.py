@@ -33,6 +33,13 @@ def test_backwards_jump_restarts():
     assert len(taken(5.0, pts)) == 20
 
 
+def test_reset_takes_the_next_frame_whatever_its_pts():
+    sampler = Sampler(5.0)
+    assert sampler.take(0.0) and not sampler.take(0.1)
+    sampler.reset()
+    assert sampler.take(0.1) and not sampler.take(0.15)
+
+
 @given(st.lists(st.floats(0, 1e5, allow_nan=False), min_size=1, max_size=300).map(sorted), st.floats(0.5, 30))
 def test_never_more_than_one_per_slot(pts, fps):
     chosen = taken(fps, pts)
@@ -60,8 +67,23 @@ def test_drop_oldest_per_camera_is_reported():
     assert batcher.push("a", "a1", 0.1) is None
     assert batcher.push("a", "a2", 0.2) == "a0"
     assert batcher.push("b", "b0", 0.3) is None
-    assert len(batcher) == 3
+    assert len(batcher) == 3 and (batcher.queued("a"), batcher.queued("b"), batcher.queued("z")) == (2, 1, 0)
     assert batcher.take() == ["a1", "b0", "a2"]
+    assert batcher.queued("a") == 0
+
+
+def test_the_camera_whose_item_waited_longest_goes_first_whatever_the_items():
+    batcher = Batcher(max_batch=1, max_wait_s=0.0, queue_size=2)
+    batcher.push("late", "a", now=1.0)
+    batcher.push("early", "z", now=0.0)
+    assert batcher.take() == ["z"]
+
+
+@pytest.mark.parametrize("args", [(0, 0.0, 1), (1, 0.0, 0), (1, -0.001, 1)])
+def test_batcher_rejects_an_empty_batch_or_queue_and_a_negative_wait(args):
+    with pytest.raises(ValueError, match=r"^max_batch and queue_size must be >= 1 and max_wait_s >= 0$"):
+        Batcher(*args)
+    assert len(Batcher(1, 0.0, 1)) == 0
 
 
 def test_round_robin_keeps_a_busy_camera_from_starving_others():
@@ -89,9 +111,17 @@ def test_everything_pushed_is_taken_or_dropped(pushes, queue_size, max_batch):
 
 def test_a_stream_slower_than_detect_fps_is_taken_whole_and_reported_once():
     sampler = Sampler(5.0)
-    assert all(sampler.take(i / 3) for i in range(12))  # 3 fps: every frame, none skipped
+    assert all(sampler.take(i / 3) for i in range(9))  # 3 fps: every frame, none skipped
+    assert sampler.slow_stream() is None  # nine in a row are not yet a run
+    assert all(sampler.take(i / 3) for i in range(9, 12))
     assert sampler.slow_stream() == pytest.approx(3.0)
     assert sampler.slow_stream() is None
+    restarted = Sampler(5.0)
+    assert all(restarted.take(i / 3) for i in [*range(8), *range(9)])  # a restart before the tenth
+    assert restarted.slow_stream() is None  # the run starts again at the restart
+    assert restarted.take(3.0) and restarted.slow_stream() == pytest.approx(3.0)
+    at_threshold = Sampler(9.473684210526317)  # 0.95 of it is 9.0 exactly
+    assert all(at_threshold.take(i / 9) for i in range(20)) and at_threshold.slow_stream() is None
     fast = Sampler(5.0)
     assert sum(fast.take(i / 25) for i in range(250)) == 50
     assert fast.slow_stream() is None
@@ -137,24 +167,34 @@ def test_two_workers_never_hold_one_camera_and_keep_its_order(steps, max_batch):
 def test_retarget_changes_the_rate_from_the_next_slot_of_the_new_one():
     sampler = Sampler(5.0)
     pts = [i / 25 for i in range(250)]
-    first = [p for p in pts[:50] if sampler.take(p)]  # 0.0 … 1.8 at 5 fps
-    sampler.retarget(1.0)
-    slow = [p for p in pts[50:150] if sampler.take(p)]
-    assert first[-1] == pytest.approx(1.8) and slow == pytest.approx([2.0, 3.0, 4.0, 5.0])
-    sampler.retarget(5.0)
-    fast = [p for p in pts[150:175] if sampler.take(p)]
-    assert fast == pytest.approx([6.0, 6.2, 6.4, 6.6, 6.8])
-    with pytest.raises(ValueError):
+    first = [p for p in pts[:51] if sampler.take(p)]  # 0.0 … 2.0 at 5 fps
+    sampler.retarget(1.0)  # 2.0, just taken, opens the 1 fps slot [2, 3): the next is 3.0
+    slow = [p for p in pts[51:126] if sampler.take(p)]
+    assert first[-1] == 2.0 and slow == pytest.approx([3.0, 4.0, 5.0])
+    sampler.retarget(5.0)  # 5.0, just taken, is slot 25 at 5 fps: the next is 5.2
+    fast = [p for p in pts[126:151] if sampler.take(p)]
+    assert fast == pytest.approx([5.2, 5.4, 5.6, 5.8, 6.0])
+    with pytest.raises(ValueError, match=r"^fps must be > 0, got 0$"):
         sampler.retarget(0)
+    fresh = Sampler(5.0)
+    fresh.retarget(1.0)  # before any frame: the first one is taken
+    assert fresh.take(0.3) and not fresh.take(0.9)
+
+
+def test_fps_must_be_positive():
+    for fps in (0, -1.0):
+        with pytest.raises(ValueError, match=f"^fps must be > 0, got {fps}$"):
+            Sampler(fps)
 
 
 def test_idle_watch_goes_idle_after_a_faceless_stretch_and_wakes_at_a_face():
     watch = IdleWatch(10.0)
+    assert watch.idle is False
     assert watch.analysed(100.0, 0) is None  # the first frame starts the count
     assert watch.analysed(109.9, 0) is None
     assert watch.analysed(110.0, 0) is True and watch.idle
     assert watch.analysed(120.0, 0) is None  # said once
-    assert watch.analysed(121.0, 2) is False and not watch.idle
+    assert watch.analysed(121.0, 2) is False and watch.idle is False
     assert watch.analysed(130.0, 0) is None  # 9 s since the face
     assert watch.analysed(131.0, 0) is True
     busy = IdleWatch(10.0)

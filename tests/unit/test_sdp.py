@@ -108,29 +108,44 @@ def test_base64_without_padding_and_stray_commas_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("sdp", "message"),
     [
-        (SDP("v=0\r\ns=-\r\n"), "no video media"),
-        (SDP("v=0\r\nm=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"), "no video media"),
-        (SDP("v=0\r\nm=video 0 RTP/AVP 26\r\n"), "no valid a=rtpmap"),
-        (h264_sdp(rtpmap="96 H264"), "no valid a=rtpmap"),  # aiortsp cannot parse it
-        (h264_sdp(rtpmap="96 JPEG/90000"), "codec 'JPEG' is not supported"),
-        (h264_sdp(rtpmap="96 H264/0"), "clock rate must be positive"),
-        (h264_sdp(rtpmap="97 H264/90000"), "payload type 97 is not among the m=video formats ['96']"),
+        (SDP("v=0\r\ns=-\r\n"), "SDP has no video media (m=video)"),
+        (SDP("v=0\r\nm=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"), "SDP has no video media (m=video)"),
+        (SDP("v=0\r\nm=video 0 RTP/AVP 26\r\n"), "video media has no valid a=rtpmap"),
+        (h264_sdp(rtpmap="96 H264"), "video media has no valid a=rtpmap"),  # aiortsp cannot parse it
+        (h264_sdp(rtpmap="96 JPEG/90000"), "video codec 'JPEG' is not supported (only H264, H265)"),
+        (h264_sdp(rtpmap="96 H264/0"), "a=rtpmap clock rate must be positive, got 0"),
+        (h264_sdp(rtpmap="97 H264/90000"), "a=rtpmap payload type 97 is not among the m=video formats ['96']"),
         (h264_sdp(rtpmap="97 H264/90000", formats="97"), "a=fmtp is for payload type 96, a=rtpmap for 97"),
-        (h264_sdp("packetization-mode=2"), "packetization-mode=2 is not supported"),
-        (h264_sdp("packetization-mode=one"), "packetization-mode=one is not supported"),
-        (h264_sdp("sprop-parameter-sets=Z2Q!AB,aOvjyyLA"), "sprop-parameter-sets holds invalid base64 'Z2Q!AB'"),
-        (h264_sdp("sprop-parameter-sets=Z2QAH"), "invalid base64 'Z2QAH'"),
-        (h264_sdp("sprop-parameter-sets=="), "invalid base64 '='"),
-        (h264_sdp("sprop-max-don-diff=two", rtpmap="96 H265/90000"), "sprop-max-don-diff=two is not an integer"),
-        (h264_sdp("sprop-max-don-diff=32768", rtpmap="96 H265/90000"), "sprop-max-don-diff=32768 is not an integer in"),
-        (h264_sdp("sprop-max-don-diff=-1", rtpmap="96 H265/90000"), "sprop-max-don-diff=-1 is not an integer"),
-        (h264_sdp("sprop-vps=QAEé", rtpmap="96 H265/90000"), "sprop-vps holds invalid base64 'QAEé'"),
-        (h264_sdp("sprop-pps=RAH*", rtpmap="96 H265/90000"), "sprop-pps holds invalid base64"),
+        (h264_sdp("packetization-mode=2"), "H264 packetization-mode=2 is not supported"),
+        (h264_sdp("packetization-mode=one"), "H264 packetization-mode=one is not supported"),
+        (h264_sdp("sprop-parameter-sets=Z2Q!AB,aOvjyyLA"), "fmtp sprop-parameter-sets holds invalid base64 'Z2Q!AB'"),
+        (h264_sdp("sprop-parameter-sets=Z2QAH"), "fmtp sprop-parameter-sets holds invalid base64 'Z2QAH'"),
+        (h264_sdp("sprop-parameter-sets=="), "fmtp sprop-parameter-sets holds invalid base64 '='"),
+        (h264_sdp("sprop-max-don-diff=two", rtpmap="96 H265/90000"), "H265 sprop-max-don-diff=two is not an integer"),
+        (h264_sdp("sprop-max-don-diff=32768", rtpmap="96 H265/90000"), "H265 sprop-max-don-diff=32768 is not an integer in"),
+        (h264_sdp("sprop-max-don-diff=-1", rtpmap="96 H265/90000"), "H265 sprop-max-don-diff=-1 is not an integer"),
+        (h264_sdp("sprop-vps=QAEé", rtpmap="96 H265/90000"), "fmtp sprop-vps holds invalid base64 'QAEé'"),
+        (h264_sdp("sprop-pps=RAH*", rtpmap="96 H265/90000"), "fmtp sprop-pps holds invalid base64"),
     ],
 )
 def test_sdp_error_names_the_defect(sdp: SDP, message: str) -> None:
-    with pytest.raises(SdpError, match=re.escape(message)):
+    with pytest.raises(SdpError, match=f"^{re.escape(message)}"):
         video_format(sdp)
+
+
+RTPMAP_96 = {"pt": 96, "encoding": "H264", "clockRate": 90000}
+
+
+@pytest.mark.parametrize(
+    ("media", "message"),
+    [
+        ({"attributes": {"rtpmap": RTPMAP_96}}, "a=rtpmap payload type 96 is not among the m=video formats []"),
+        ({"format": "96", "attributes": {"rtpmap": RTPMAP_96, "fmtp": "garbled"}}, "video a=fmtp is not valid: 'garbled'"),
+    ],
+)
+def test_sdp_error_on_what_aiortsp_leaves_out(media: dict, message: str) -> None:
+    with pytest.raises(SdpError, match=f"^{re.escape(message)}$"):
+        video_format({"medias": [{"type": "video", **media}]})
 
 
 @pytest.mark.parametrize(("max_don_diff", "donl"), [("0", False), ("1", True), ("32767", True)])
