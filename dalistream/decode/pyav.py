@@ -107,7 +107,6 @@ class PyAvFullFrame:
 class PyAvFrameSource(DecoderFrameSource):
     """The CPU source: FFmpeg's decoder through PyAV, swscale for the selected frames."""
 
-
     def open(self, codec: str) -> PyAvDecoder:
         return PyAvDecoder(codec)
 
