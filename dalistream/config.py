@@ -39,6 +39,7 @@ class PipelineConfig:
     max_wait_ms: float = _doc("Longest a frame waits for its batch to fill.", default=20.0)
     queue_frames: int = _doc("Sampled frames held per camera before the oldest is dropped.", default=2)
     decode_threads: int = _doc("Worker threads decoding all cameras (0 = one per CPU core).", default=0)
+    skip_loop_filter: bool = _doc("CPU decoding: skip the H.264/H.265 loop filter (deblocking) on every frame but key frames: about a fifth less decode CPU, no change in accuracy measured (README, Performance); false keeps the pictures (and face crops) exactly as encoded.", default=True)
     adaptive: bool = _doc("Analyse a camera whose frames showed no face for `adaptive_idle_s` at `adaptive_idle_fps`, until a face appears (then at `detect_fps` again at once).", default=False)
     adaptive_idle_s: float = _doc("With `adaptive`: seconds without a face before a camera's rate drops.", default=10.0)
     adaptive_idle_fps: float = _doc("With `adaptive`: frames analysed per second of a camera with no face.", default=1.0)

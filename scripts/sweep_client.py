@@ -41,10 +41,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    parser.add_argument("--calib-dir", default="calib_data", help="model.calib_dir: INT8 calibration frames (JPEG/PNG)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as out:
-        config = demo_config([f"{args.base}{i}" for i in range(args.n)], Path(out), model={"precision": args.precision})
+        config = demo_config([f"{args.base}{i}" for i in range(args.n)], Path(out), model={"precision": args.precision, "calib_dir": args.calib_dir})
         runtime = Runtime(config)
         usage = RunUsage(None)
         asyncio.run(run_measured(runtime, args.warmup, args.duration, usage, None))

@@ -47,6 +47,8 @@ class FrameSpec:
     crops: bool = False
     """Also keep each selected frame's picture at full resolution (:class:`FullFrame`), for face
     crops."""
+    skip_loop_filter: bool = False
+    """CPU decoders: skip the loop filter (deblocking) on all but key frames (``pipeline.skip_loop_filter``)."""
 
 
 class CropError(ValueError):

@@ -155,7 +155,8 @@ class Runtime:
         self.latencies = Latencies()
         self._loop: asyncio.AbstractEventLoop | None = None  # set while running
         self._faces = FaceTracking(config, self.stages, self._emit)
-        self._spec = FrameSpec(config.model.input, input_convention(config.model.kind).pixel_format, crops=self._faces.crops)
+        self._spec = FrameSpec(config.model.input, input_convention(config.model.kind).pixel_format, crops=self._faces.crops,
+                               skip_loop_filter=config.pipeline.skip_loop_filter)
         self._cameras: dict[str, _Camera] = {}
         for cam in config.camera:
             self._cameras[cam.id] = self._camera(cam)

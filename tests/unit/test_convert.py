@@ -68,3 +68,18 @@ def test_a_crop_of_a_device_picture_copies_only_the_crop_to_the_host_in_rgb(pixe
     assert fake_gpu.device_of(cupy).round_trips == ["get"]  # the crop alone, once
     assert type(pixels) is np.ndarray and pixels.flags["C_CONTIGUOUS"]
     np.testing.assert_array_equal(pixels, rgb[450:600, 100:300])
+
+
+def test_skipping_the_loop_filter_leaves_key_frames_alone_and_changes_the_rest(sample_clip) -> None:
+    """``pipeline.skip_loop_filter``: the decoder skips deblocking on all but key frames."""
+    from model_inputs import clip_units
+
+    codec, units = clip_units(sample_clip, 0.4)
+    assert units[0].key and not any(unit.key for unit in units[1:])
+    plain, skipping = PyAvDecoder(codec), PyAvDecoder(codec, skip_loop_filter=True)
+    pictures = [[frame.to_ndarray(format="gray") for tag, unit in enumerate(units) for frame in decoder.decode(unit.data, tag)]
+                for decoder in (plain, skipping)]
+    assert len(pictures[0]) == len(pictures[1]) == len(units)
+    assert np.array_equal(pictures[0][0], pictures[1][0])  # the key frame: deblocked either way
+    differences = [np.abs(a.astype(int) - b).mean() for a, b in zip(pictures[0][1:], pictures[1][1:])]
+    assert all(0 < difference < 3 for difference in differences)  # the others: close, not the same
