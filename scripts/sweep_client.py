@@ -1,7 +1,8 @@
 """dalistream as a client of the baseline's sweep harness (``../shared/baseline/rtsp_sweep.py``),
 so it and the plain-OpenCV baseline are measured against the same server, clip and machine in
 one run. Runs the service's pipeline on N cameras for ``--warmup`` + ``--duration`` seconds and
-prints the JSON summary line the harness reads (same keys as the baseline's ``peer_opencv.py``):
+prints the JSON summary line the harness reads (same keys as the baseline's ``peer_opencv.py``).
+Face tracks and crops are on (the defaults); ``--mqtt`` adds the MQTT sink:
 
     ../shared/baseline/rtsp_sweep.py --ns 2 3 4 --file media/sample_1080p25.h264 --out rows.jsonl \\
         --client ".venv/bin/python scripts/sweep_client.py --n {n} --base {base} --duration {duration} --warmup {warmup}"
@@ -42,10 +43,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     parser.add_argument("--calib-dir", default="calib_data", help="model.calib_dir: INT8 calibration frames (JPEG/PNG)")
+    parser.add_argument("--mqtt", metavar="URL", help="also publish every record, detections included, to this broker (as bench --mqtt)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as out:
-        config = demo_config([f"{args.base}{i}" for i in range(args.n)], Path(out), model={"precision": args.precision, "calib_dir": args.calib_dir})
+        tables = {} if args.mqtt is None else {"mqtt": {"url": args.mqtt, "publish_detections": True}}
+        config = demo_config([f"{args.base}{i}" for i in range(args.n)], Path(out), model={"precision": args.precision, "calib_dir": args.calib_dir},
+                             tables=tables)
         runtime = Runtime(config)
         usage = RunUsage(None)
         asyncio.run(run_measured(runtime, args.warmup, args.duration, usage, None))

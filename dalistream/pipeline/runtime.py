@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ from dalistream.models.kinds import input_convention
 from dalistream.pipeline.batching import Batcher
 from dalistream.pipeline.faces import FaceTracking
 from dalistream.pipeline.preflight import preflight
-from dalistream.pipeline.sampling import IdleWatch, Sampler
+from dalistream.pipeline.sampling import IdleWatch, Sampler, stagger
 from dalistream.pipeline.capacity import available_cores
 from dalistream.engine.shape import InferenceShape, inference_shape
 from dalistream.pipeline.status import STOPPED, AnalysedFrame, CameraStatus, StatusView
@@ -158,6 +159,7 @@ class Runtime:
         self._spec = FrameSpec(config.model.input, input_convention(config.model.kind).pixel_format, crops=self._faces.crops,
                                skip_loop_filter=config.pipeline.skip_loop_filter)
         self._cameras: dict[str, _Camera] = {}
+        self._ordinals = itertools.count()  # each camera's sampling phase: stagger(its ordinal)
         for cam in config.camera:
             self._cameras[cam.id] = self._camera(cam)
         self._batcher: Batcher[SampledFrame] = Batcher(
@@ -321,7 +323,7 @@ class Runtime:
 
     def _camera(self, camera: CameraConfig, first_track: int = 1) -> _Camera:
         pipeline = self.config.pipeline
-        sampler = Sampler(pipeline.detect_fps)
+        sampler = Sampler(pipeline.detect_fps, stagger(next(self._ordinals)))
         source = create_source(self.plan.device, camera.id, sampler, self._spec, self.stages, pipeline.gpu_decode)
         self._faces.add(camera.id, first_track)
         return _Camera(

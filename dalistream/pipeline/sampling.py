@@ -14,6 +14,9 @@ class Sampler:
     Time is cut into slots of ``1 / fps`` seconds; the first frame in each slot is taken.
     Counting frames instead would drift whenever the camera's rate is not what it claims or
     frames are lost. A pts that jumps backwards (a camera restart) starts the slots afresh.
+    ``phase`` (a share of a slot, 0 ≤ phase < 1) moves the slot boundaries ``phase / fps``
+    seconds earlier: cameras that started together, given different phases, have their frames
+    taken at different moments instead of all at once (see :func:`stagger`).
 
     A stream slower than ``fps`` has every frame taken, which is all it can give: ``fps`` is
     clamped to the stream's rate. After :data:`SLOW_RUN` frames in a row were taken,
@@ -22,10 +25,13 @@ class Sampler:
 
     SLOW_RUN = 10  # frames in a row taken, each in a slot of its own: the stream is slower than fps
 
-    def __init__(self, fps: float) -> None:
+    def __init__(self, fps: float, phase: float = 0.0) -> None:
         if not fps > 0:
             raise ValueError(f"fps must be > 0, got {fps}")
+        if not 0 <= phase < 1:
+            raise ValueError(f"phase must be in [0, 1), got {phase}")
         self.fps = fps
+        self.phase = phase
         self._last_slot: int | None = None
         self._last_pts: float | None = None  # of the last frame taken
         self._run: list[float] = []  # pts of the frames taken in a row
@@ -45,12 +51,12 @@ class Sampler:
             raise ValueError(f"fps must be > 0, got {fps}")
         self.fps = fps
         last = self._last_pts
-        self._last_slot = None if last is None else math.floor(last * fps + _SLOT_EPSILON)
+        self._last_slot = None if last is None else self._slot(last)
         self._run.clear()
 
     def take(self, pts: float) -> bool:
         """True when the frame at ``pts`` (seconds) should be analysed."""
-        slot = math.floor(pts * self.fps + _SLOT_EPSILON)
+        slot = self._slot(pts)
         if self._last_slot is not None and slot == self._last_slot:
             self._run.clear()
             return False
@@ -65,12 +71,26 @@ class Sampler:
         del self._run[: -self.SLOW_RUN]
         return True
 
+    def _slot(self, pts: float) -> int:
+        return math.floor(pts * self.fps + self.phase + _SLOT_EPSILON)
+
     def slow_stream(self) -> float | None:
         """The stream's frame rate, the first time it is found below ``fps`` (then None again)."""
         if self._slow_fps is None or self._reported:
             return None
         self._reported = True
         return self._slow_fps
+
+
+_GOLDEN = (math.sqrt(5) - 1) / 2
+
+
+def stagger(ordinal: int) -> float:
+    """The sampling phase of the ``ordinal``-th camera (0, 1, 2, …): the fractional parts of
+    multiples of the golden ratio, which split a slot into nearly even gaps for any number of
+    cameras, so the frames of cameras that started together reach the detectors spread over the
+    slot rather than in one burst (a burst waits for the detectors; spread, they keep up)."""
+    return (ordinal * _GOLDEN) % 1.0
 
 
 class IdleWatch:

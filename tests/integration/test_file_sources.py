@@ -86,6 +86,16 @@ def test_a_looping_clip_keeps_its_timestamps_growing(tmp_path: Path, model_path)
     assert len(of(lines, "cam0", "connected")) == 1
 
 
+def test_cameras_started_together_have_their_frames_taken_at_staggered_moments(tmp_path: Path, model_path):
+    clip = encode(tmp_path / "two_seconds.h264", [(320, 240, 50)])
+    config = _small_input(demo_config([clip.as_uri()] * 2, tmp_path / "out", camera={"pace": "fast"}))
+    lines, _ = run(config)
+    assert [d["pts"] for d in of(lines, "cam0", "detections")] == [pytest.approx(i / 5) for i in range(10)]
+    # The second camera's slots start 0.618 of a slot (124 ms) earlier: its first frame, then
+    # the first at or after 76 ms, 276 ms, …, so the two cameras' frames never come together.
+    assert [d["pts"] for d in of(lines, "cam1", "detections")] == [0.0] + [pytest.approx(0.08 + i / 5) for i in range(10)]
+
+
 def test_mp4_h264_and_matroska_h265_clips(sample_clip: Path, clip_truth: ClipTruth, tmp_path: Path, model_path):
     mp4 = _remux(sample_clip, tmp_path / "sample.mp4", frames=50)
     mkv = encode(tmp_path / "small.mkv", [(320, 240, 50)], codec="h265", container="matroska")

@@ -3,11 +3,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dalistream.pipeline.batching import Batcher
-from dalistream.pipeline.sampling import IdleWatch, Sampler
+from dalistream.pipeline.sampling import IdleWatch, Sampler, stagger
 
 
-def taken(fps: float, pts_list) -> list[float]:
-    sampler = Sampler(fps)
+def taken(fps: float, pts_list, phase: float = 0.0) -> list[float]:
+    sampler = Sampler(fps, phase)
     return [pts for pts in pts_list if sampler.take(pts)]
 
 
@@ -40,12 +40,36 @@ def test_reset_takes_the_next_frame_whatever_its_pts():
     assert sampler.take(0.1) and not sampler.take(0.15)
 
 
-@given(st.lists(st.floats(0, 1e5, allow_nan=False), min_size=1, max_size=300).map(sorted), st.floats(0.5, 30))
-def test_never_more_than_one_per_slot(pts, fps):
-    chosen = taken(fps, pts)
+@given(st.lists(st.floats(0, 1e5, allow_nan=False), min_size=1, max_size=300).map(sorted), st.floats(0.5, 30),
+       st.floats(0, 1, exclude_max=True))
+def test_never_more_than_one_per_slot(pts, fps, phase):
+    chosen = taken(fps, pts, phase)
     assert chosen[0] == pts[0]
-    slots = [int(p * fps + 1e-6) for p in chosen]
+    slots = [int(p * fps + phase + 1e-6) for p in chosen]
     assert len(slots) == len(set(slots))
+
+
+def test_a_phase_moves_the_slot_boundaries_earlier_by_that_share_of_a_slot():
+    pts = [i / 25 for i in range(50)]
+    # Boundaries at (k - 0.5) / 5 s: 0.1, 0.3, …; the first frame is taken whatever its slot.
+    assert taken(5.0, pts, 0.5) == pytest.approx([0.0] + [0.12 + i / 5 for i in range(10)])
+    assert taken(5.0, pts, 0.9) == pytest.approx([0.0] + [0.04 + i / 5 for i in range(10)])
+    sampler = Sampler(5.0, 0.5)
+    assert [p for p in pts[:6] if sampler.take(p)] == pytest.approx([0.0, 0.12])
+    sampler.retarget(1.0)  # 0.12 is in the 1 fps slot [-0.5, 0.5): the next is at 0.5 s
+    assert [p for p in pts[6:30] if sampler.take(p)] == pytest.approx([0.52])
+    for phase in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=rf"^phase must be in \[0, 1\), got {phase}$"):
+            Sampler(5.0, phase)
+
+
+@pytest.mark.parametrize("cameras", [2, 3, 6, 10, 20, 70])
+def test_staggered_phases_split_a_slot_into_nearly_even_gaps(cameras):
+    phases = sorted(stagger(i) for i in range(cameras))
+    gaps = [b - a for a, b in zip(phases, phases[1:])] + [1 + phases[0] - phases[-1]]
+    assert stagger(0) == 0.0 and all(0 <= p < 1 for p in phases)
+    # Evenly spread would be 1/N each: none is under half of that, none over twice.
+    assert 0.5 / cameras < min(gaps) and max(gaps) < 2 / cameras, gaps
 
 
 def test_batch_ready_on_size_or_age():
