@@ -18,7 +18,7 @@ import structlog
 from aiortsp.rtsp.errors import RTSPError
 
 from dalistream.config import CameraConfig
-from dalistream.metrics import Stages
+from dalistream.metrics import Stages, Tally
 from dalistream.rtp import depacketizer_for
 from dalistream.rtp.depacketizer import AccessUnit, AccessUnitDropped, Depacketizer, PacketLoss
 from dalistream.rtp.packet import RtpError, RtpPacket
@@ -30,6 +30,8 @@ from .rtsp import RtspSession, UnsupportedTransportError
 from .sink import IngestSink, ReceivedAccessUnit
 
 log = structlog.get_logger(__name__)
+
+RECEIVE_TALLY_PACKETS = 64  # RTP packets whose receive cost is added up before it goes to Stages
 
 # Peer failures that end a session and that we expect. AssertionError: aiortsp asserts on
 # transport replies it did not expect. Anything else a session raises is still that camera's
@@ -62,7 +64,7 @@ class CameraIngest:
     ) -> None:
         self.camera = camera
         self._sink = sink
-        self._stages = stages
+        self._receive_cost = Tally(stages, "receive+depacketize", RECEIVE_TALLY_PACKETS)
         self._clock = clock
         policy = ConnectionPolicy(
             transport=camera.transport,
@@ -169,12 +171,14 @@ class CameraIngest:
                 task.cancel()
                 task.add_done_callback(_retrieve)
         self._session_task = self._keepalive_task = None
+        self._receive_cost.flush()
 
     async def _shutdown(self) -> None:
         tasks = [t for t in (self._session_task, self._keepalive_task) if t is not None]
         self._drop_session()
         if tasks:
             await asyncio.wait(tasks, timeout=self.camera.timeout_s)
+        self._receive_cost.flush()
 
     def _on_format(self, fmt: VideoFormat) -> None:
         try:
@@ -199,20 +203,26 @@ class CameraIngest:
             self._internal_error(exc)
 
     def _receive(self, data: bytes) -> None:
-        with self._stages.measure("receive+depacketize"):
-            try:
-                packet = RtpPacket.parse(data)
-            except RtpError as exc:
-                log.debug("malformed RTP packet dropped", camera=self.camera.id, error=str(exc))
-                self._sink.lost(self.camera.id, malformed=1)
-                return
-            if packet.pt != self._payload_type:
-                return
-            self.packets += 1
-            self._session.count_received(packet)
-            self._machine.packet(self._clock())
-            for item in self._depacketizer.feed(packet):
-                self._dispatch(item)
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            self._depacketize(data)
+        finally:
+            self._receive_cost.add(time.perf_counter() - wall, time.thread_time() - cpu)
+
+    def _depacketize(self, data: bytes) -> None:
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpError as exc:
+            log.debug("malformed RTP packet dropped", camera=self.camera.id, error=str(exc))
+            self._sink.lost(self.camera.id, malformed=1)
+            return
+        if packet.pt != self._payload_type:
+            return
+        self.packets += 1
+        self._session.count_received(packet)
+        self._machine.packet(self._clock())
+        for item in self._depacketizer.feed(packet):
+            self._dispatch(item)
 
     def _dispatch(self, item: AccessUnit | PacketLoss | AccessUnitDropped) -> None:
         match item:

@@ -605,22 +605,27 @@ def test_auto_transport_moves_to_udp_for_a_camera_that_refuses_tcp():
     """transport = "auto" (the default) against a UDP-only server: TCP first, then UDP on 461,
     and the session plays there (its packets arrive: no fallback back to TCP)."""
     sink = _RecordingSink()
+    stages = Stages()
 
-    async def main() -> None:
+    async def main() -> CameraIngest:
         async with FakeCamera("udp_only") as fake:
             camera = CameraConfig(id="cam", url=fake.url(), **FAST_CAMERA)
             assert camera.transport == "auto"
-            task = asyncio.create_task(CameraIngest(camera, sink, Stages()).run())
+            ingest = CameraIngest(camera, sink, stages)
+            task = asyncio.create_task(ingest.run())
             await asyncio.sleep(4.0)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            return ingest
 
-    asyncio.run(main())
+    ingest = asyncio.run(main())
     names = [e for e, _ in sink.events]
     assert names == ["disconnected", "reconnecting", "connected"], sink.events
     assert "UnsupportedTransportError" in sink.events[0][1]["reason"]
     assert sink.events[1][1]["transport"] == "udp" and sink.events[2][1]["transport"] == "udp"
+    # Receive costs are handed over in bunches of packets, the last bunch when the session ends.
+    assert stages.snapshot()["receive+depacketize"].items == ingest.packets > 0
 
 
 class _RecordingSink:
