@@ -52,7 +52,7 @@ def main() -> None:
                              tables=tables)
         runtime = Runtime(config)
         usage = RunUsage(None)
-        asyncio.run(run_measured(runtime, args.warmup, args.duration, usage, None))
+        loop_cpu_s = asyncio.run(run_measured(runtime, args.warmup, args.duration, usage, None))
         lines = [json.loads(line) for path in runtime.output_paths for line in path.read_text().splitlines()]
     window = window_stats(lines, usage, config.pipeline.detect_fps)
     decoded = [runtime.report(camera.id).counts.get("frames_decoded", 0) for camera in config.camera]
@@ -70,6 +70,9 @@ def main() -> None:
         "max_lag_growth_ms": lag_growth_ms(lines, usage),
         "dropped": window["dropped"],
         "frames_lost": window["frames_lost"],
+        # The whole run, warm-up included: the event loop thread's CPU, and each stage's per item.
+        "loop_cpu_pct": round(100 * loop_cpu_s / total_s, 1),
+        "stages": {name: {key: round(value, 3) for key, value in cost.per_item_ms().items()} for name, cost in runtime.stages.snapshot().items()},
         "pass": window["analysed_fps_min"] >= HELD_FPS_SHARE * window["detect_fps"] and not window["dropped"] and not window["frames_lost"],
     }))
 
