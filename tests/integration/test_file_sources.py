@@ -104,7 +104,8 @@ def test_mp4_h264_and_matroska_h265_clips(sample_clip: Path, clip_truth: ClipTru
     report = summarize(lines, clip_truth)["cameras"]
     assert report["cam0"]["analysed"] == 10 and report["cam0"]["recall"] >= 0.99, report
     assert {(d["width"], d["height"]) for d in of(lines, "cam0", "detections")} == {(1920, 1080)}
-    assert [d["pts"] for d in of(lines, "cam1", "detections")] == [pytest.approx(i / 5) for i in range(10)]
+    # The second camera's sampling is staggered (see the test above): its first frame, then 5 fps.
+    assert [d["pts"] for d in of(lines, "cam1", "detections")] == [0.0] + [pytest.approx(0.08 + i / 5) for i in range(10)]
     assert {(d["width"], d["height"]) for d in of(lines, "cam1", "detections")} == {(320, 240)}
     assert [c["codec"] for c in of(lines, "cam0", "connected") + of(lines, "cam1", "connected")] == ["H264", "H265"]
     assert not of(lines, "cam0", "gap") and not of(lines, "cam1", "gap")
@@ -126,7 +127,8 @@ def test_truncated_corrupt_and_foreign_files_are_events_not_crashes(tmp_path: Pa
 
     assert [d["seq"] for d in of(lines, "cam0", "detections")] == list(range(20))  # the healthy clip, whole
     cut = of(lines, "cam1", "detections")
-    assert 8 <= len(cut) <= 12 and of(lines, "cam1", "end_of_file"), len(cut)  # up to the cut, then its end
+    # Up to the cut, then its end (a staggered camera's first slot is short: a frame more).
+    assert 8 <= len(cut) <= 13 and of(lines, "cam1", "end_of_file"), len(cut)
     assert sum(g.get("decode_errors", 0) + g.get("corrupt_frames", 0) for g in of(lines, "cam2", "gap")) > 0
     after = [d for d in of(lines, "cam2", "detections") if d["pts"] > (100 / 3 + GOP) / 25]
     assert after, "decoding did not recover at the next IDR after the corrupt bytes"
