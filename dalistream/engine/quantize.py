@@ -295,9 +295,8 @@ def int8_model_path(
     settings: QuantizeSettings,
 ) -> Path:
     """Where the INT8 model for these inputs is cached (whether or not it was made yet)."""
-    images = _calibration_frames(calibration_dir, settings)
-    key = cache_key(file_sha256(source), calibration_set_hash(images), settings)
-    return Path(cache_dir) / f"{Path(source).stem}-int8-{key}.onnx"
+    _, source_hash, frames_hash = _inputs(source, calibration_dir, settings)
+    return _cached(source, cache_dir, "int8", cache_key(source_hash, frames_hash, settings), ".onnx")
 
 
 def cached_int8_model(
@@ -307,15 +306,26 @@ def cached_int8_model(
     settings: QuantizeSettings,
 ) -> Path:
     """The INT8 model for these inputs from ``cache_dir``, quantizing it first when absent."""
-    path = int8_model_path(source, calibration_dir, cache_dir, settings)
+    images, source_hash, frames_hash = _inputs(source, calibration_dir, settings)
+    path = _cached(source, cache_dir, "int8", cache_key(source_hash, frames_hash, settings), ".onnx")
     if not path.is_file():
-        images = _calibration_frames(calibration_dir, settings)
         log.info("quantizing to INT8", model=str(source), frames=len(images), method=settings.calibration, output=str(path))
         ranges_settings = dataclasses.replace(settings, exclude=(), per_channel=True)
-        ranges_key = cache_key(file_sha256(source), calibration_set_hash(images), ranges_settings)
-        ranges = Path(cache_dir) / f"{Path(source).stem}-ranges-{ranges_key}.json"
+        ranges = _cached(source, cache_dir, "ranges", cache_key(source_hash, frames_hash, ranges_settings), ".json")
         quantize_int8(source, images, path, settings, ranges)
     return path
+
+
+def _inputs(
+    source: str | os.PathLike[str], calibration_dir: str | os.PathLike[str], settings: QuantizeSettings
+) -> tuple[list[Path], str, str]:
+    """The calibration frames, and the hashes of the source model and of those frames (read once)."""
+    images = _calibration_frames(calibration_dir, settings)
+    return images, file_sha256(source), calibration_set_hash(images)
+
+
+def _cached(source: str | os.PathLike[str], cache_dir: str | os.PathLike[str], kind: str, key: str, suffix: str) -> Path:
+    return Path(cache_dir) / f"{Path(source).stem}-{kind}-{key}{suffix}"
 
 
 def _calibration_frames(calibration_dir: str | os.PathLike[str], settings: QuantizeSettings) -> list[Path]:

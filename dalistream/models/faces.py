@@ -19,6 +19,7 @@ greedy NMS, at most ``max_faces`` per image, best first):
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,7 @@ class Faces:
     right mouth corner, in the model's order. Not clipped."""
 
 
-class FaceDecoder:
+class FaceDecoder(abc.ABC):
     """Named head outputs of a batch, one letterbox per image → :class:`Faces` per image.
 
     Subclasses say what the outputs mean (:meth:`heads`, :meth:`face_scores`,
@@ -90,17 +91,17 @@ class FaceDecoder:
     def _prepare(self) -> None:
         """Precompute what depends only on the input size (priors, anchor centres)."""
 
+    @abc.abstractmethod
     def heads(self, outputs: Mapping[str, Any]) -> tuple[Any, ...]:
         """The outputs checked and arranged as :meth:`face_scores` and :meth:`anchors` take them."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def face_scores(self, heads: tuple[Any, ...]) -> Any:
         """``(N, A)`` face score of every anchor of every image."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def anchors(self, heads: tuple[Any, ...], image_idx: Any, anchor_idx: Any) -> tuple[Any, Any]:
         """Boxes ``(K, 4)`` and landmarks ``(K, 5, 2)`` (float64, input pixels) of the given anchors."""
-        raise NotImplementedError
 
     def __call__(self, outputs: Mapping[str, Any], letterboxes: Sequence[Letterbox]) -> list[Faces]:
         """Decode one batch; ``letterboxes[i]`` says where image ``i``'s frame sits in the input."""
